@@ -1,0 +1,172 @@
+"""Input validation shared by every public function.
+
+Every check raises a ``TypeError`` (wrong kind of thing, wrong dtype) or a ``ValueError``
+(right kind, wrong shape, range or value) whose message names the argument, says what was
+expected and what was received. Failing loudly here is what keeps numpy from silently
+broadcasting, wrapping around or propagating NaN further down.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "as_int_array",
+    "as_rng",
+    "check_finite",
+    "check_labels",
+    "check_positive",
+    "check_nonnegative",
+    "check_int_in_range",
+    "describe",
+]
+
+
+def describe(x) -> str:
+    """A short description of ``x`` for error messages: type, dtype and shape."""
+    if isinstance(x, np.ndarray):
+        return f"array of dtype {x.dtype} and shape {x.shape}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__} of length {len(x)}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` if the floating array ``x`` holds NaN or infinity."""
+    if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+        raise ValueError(
+            f"{name}: expected finite values, got {n_nan} NaN and {n_inf} infinite "
+            f"entries in an array of shape {x.shape}"
+        )
+
+
+def as_float_array(
+    x,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    dtype=None,
+    finite: bool = True,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Return ``x`` as a floating-point ndarray after checking it.
+
+    Accepts any real numeric array-like (bool is refused: it is almost always a mistake).
+    Integer input is converted to ``dtype`` (default float64); floating input keeps its
+    dtype unless ``dtype`` is given.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a numeric array, got {describe(x)} ({exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name}: expected a real numeric array (integer or floating dtype), "
+            f"got dtype {arr.dtype}"
+        )
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    elif arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name}: expected a {want} array, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def as_int_array(x, name: str, *, dtype=None, ndim=None, allow_empty: bool = False) -> np.ndarray:
+    """Return ``x`` as an integer ndarray, refusing floats instead of truncating them.
+
+    With ``dtype`` given the array must already have exactly that dtype: integer kernels
+    never cast silently, because a cast is where wrap-around hides.
+    """
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name}: expected a {want} array, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+    return arr
+
+
+def check_labels(labels, n: int, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Check class labels: 1-D integers in ``[0, num_classes)``, one per example."""
+    arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class indices, got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},) (one label per example), got {arr.shape}")
+    if n and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(
+            f"{name}: expected values in [0, {num_classes - 1}], "
+            f"got values in [{arr.min()}, {arr.max()}]"
+        )
+    return arr.astype(np.intp, copy=False)
+
+
+def _real_scalar(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name}: expected a real number, got {describe(value)}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    return v
+
+
+def check_positive(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite number > 0."""
+    v = _real_scalar(value, name)
+    if v <= 0:
+        raise ValueError(f"{name}: expected a number > 0, got {v}")
+    return v
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite number >= 0."""
+    v = _real_scalar(value, name)
+    if v < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {v}")
+    return v
+
+
+def check_int_in_range(value, name: str, lo: int, hi: int) -> int:
+    """Return ``value`` as an int after checking ``lo <= value <= hi``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {describe(value)}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v}")
+    return v
+
+
+def as_rng(seed) -> np.random.Generator:
+    """Turn a seed (int or None) or a ``numpy.random.Generator`` into a Generator.
+
+    ``None`` is accepted only because numpy accepts it; nnref's own defaults are seeds,
+    so every documented run is reproducible.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    raise TypeError(f"seed: expected an int, None or numpy.random.Generator, got {describe(seed)}")

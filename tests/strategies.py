@@ -1,0 +1,50 @@
+"""Hypothesis strategies shared by the whole test suite (one place, as in minitorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+# Moderate floats: large enough to be interesting, small enough that float64 sums of a
+# few hundred of them stay exact to ~1e-12 relative.
+moderate_floats = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
+unit_floats = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, allow_infinity=False)
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+batch_sizes = st.integers(min_value=1, max_value=16)
+widths = st.integers(min_value=1, max_value=24)
+bit_widths = st.integers(min_value=2, max_value=16)
+int32_values = st.integers(min_value=INT32_MIN, max_value=INT32_MAX)
+
+
+def float_arrays(shape, elements=moderate_floats, dtype=np.float64):
+    """Arrays of the given shape (or shape strategy) with finite float elements."""
+    return hnp.arrays(dtype=dtype, shape=shape, elements=elements)
+
+
+def matrices(max_rows=16, max_cols=24, elements=moderate_floats, dtype=np.float64):
+    """2-D float arrays with 1..max_rows rows and 1..max_cols columns."""
+    shape = st.tuples(st.integers(1, max_rows), st.integers(1, max_cols))
+    return shape.flatmap(lambda s: float_arrays(s, elements, dtype))
+
+
+def int_arrays(shape, lo, hi, dtype):
+    """Integer arrays with elements in [lo, hi]."""
+    return hnp.arrays(dtype=dtype, shape=shape, elements=st.integers(lo, hi))
+
+
+def int8_arrays(shape):
+    return int_arrays(shape, -128, 127, np.int8)
+
+
+def grad_lists(max_tensors=4, max_size=12, elements=moderate_floats):
+    """A list of 0..max_tensors float64 arrays (1-D or 2-D), as gradients."""
+    shapes = st.one_of(
+        st.tuples(st.integers(1, max_size)),
+        st.tuples(st.integers(1, max_size // 2 + 1), st.integers(1, max_size // 2 + 1)),
+    )
+    return st.lists(shapes.flatmap(lambda s: float_arrays(s, elements)), min_size=0, max_size=max_tensors)
