@@ -1,0 +1,282 @@
+"""Layers with hand-written backward passes.
+
+Each layer has ``forward(x)``, which caches exactly what its backward needs, and
+``backward(grad_out)``, which uses only that cache and returns ``dL/dx``. The forward
+and backward of each layer sit side by side, as in CS231n's ``layers.py``, so the chain
+rule can be read off one screen.
+
+Shapes: ``x`` is ``(batch, features)``; ``grad_out`` has the shape of the layer's output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_rng, check_nonnegative, check_positive, describe
+
+__all__ = [
+    "Layer",
+    "Linear",
+    "ReLU",
+    "LeakyReLU",
+    "Tanh",
+    "Sigmoid",
+    "INITIALIZERS",
+    "init_weight",
+    "he_normal",
+    "he_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "ACTIVATIONS",
+    "make_activation",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Initializers
+# --------------------------------------------------------------------------------------
+
+
+def he_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Kaiming/He normal: ``W ~ N(0, std^2)``, ``std = gain * sqrt(2 / fan_in)``.
+
+    He et al. 2015, "Delving Deep into Rectifiers", eq. 10: keeps the variance of ReLU
+    pre-activations constant from layer to layer. Shape ``(fan_in, fan_out)``.
+    """
+    std = gain * np.sqrt(2.0 / fan_in)
+    return (as_rng(rng).standard_normal((fan_in, fan_out)) * std).astype(dtype)
+
+
+def he_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Kaiming/He uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / fan_in)`` (same variance
+    ``2 / fan_in`` as :func:`he_normal`, since ``Var U(-a, a) = a^2 / 3``)."""
+    a = gain * np.sqrt(6.0 / fan_in)
+    return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
+
+
+def xavier_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Xavier/Glorot normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``.
+
+    Glorot & Bengio 2010, eq. 12 (normal form): balances forward and backward variance for
+    tanh/sigmoid networks. Shape ``(fan_in, fan_out)``.
+    """
+    std = gain * np.sqrt(2.0 / (fan_in + fan_out))
+    return (as_rng(rng).standard_normal((fan_in, fan_out)) * std).astype(dtype)
+
+
+def xavier_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Xavier/Glorot uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``
+    (Glorot & Bengio 2010, eq. 16)."""
+    a = gain * np.sqrt(6.0 / (fan_in + fan_out))
+    return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
+
+
+INITIALIZERS = {
+    "he": he_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "xavier": xavier_normal,
+    "xavier_normal": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+}
+
+
+def init_weight(init: str, fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Draw a ``(fan_in, fan_out)`` weight matrix with the named initializer."""
+    if init not in INITIALIZERS:
+        raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, got {init!r}")
+    return INITIALIZERS[init](fan_in, fan_out, rng, gain=gain, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------
+
+
+class Layer:
+    """Base class: a differentiable map with a cache between forward and backward."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _check_grad(self, grad_out, expected_shape) -> np.ndarray:
+        if expected_shape is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not isinstance(grad_out, np.ndarray) or grad_out.shape != expected_shape:
+            raise ValueError(
+                f"grad_out: expected an array of the output's shape {expected_shape}, "
+                f"got {describe(grad_out)}"
+            )
+        return grad_out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Linear(Layer):
+    """Affine layer ``y = x @ W + b``.
+
+    Shapes: ``x (B, in)``, ``W (in, out)``, ``b (out,)``, ``y (B, out)``. Backward, from
+    ``g = dL/dy``::
+
+        dL/dW = x^T @ g          (in, out)
+        dL/db = sum_batch g      (out,)
+        dL/dx = g @ W^T          (B, in)
+
+    ``W`` is stored ``(in, out)`` so the forward reads like the math; TensorFlow Lite and
+    PyTorch store ``(out, in)``, which is why nnref's output channels are *columns*.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        init: str = "he",
+        seed=0,
+        dtype=np.float32,
+        gain: float = 1.0,
+    ):
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        check_positive(gain, "gain")
+        self.W = init_weight(init, int(in_features), int(out_features), seed, gain=gain, dtype=dtype)
+        self.b = np.zeros(int(out_features), dtype=dtype)
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
+        self._x: np.ndarray | None = None
+
+    @property
+    def in_features(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def out_features(self) -> int:
+        return self.W.shape[1]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
+            )
+        x = x.astype(self.W.dtype, copy=False)
+        self._x = x
+        return x @ self.W + self.b
+
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Store ``dW``, ``db``; return ``dL/dx`` (or ``None`` when ``input_grad`` is False:
+        the first layer of a network needs no input gradient, and skipping it saves the
+        largest matrix product of the backward pass)."""
+        x = self._x
+        g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
+        self.dW = x.T @ g
+        self.db = g.sum(axis=0)
+        return g @ self.W.T if input_grad else None
+
+    def per_example_grads(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each example's own ``(dW_i, db_i)``, without a loop over examples.
+
+        ``dW_i = outer(x_i, g_i)`` (shape ``(B, in, out)``) and ``db_i = g_i``
+        (``(B, out)``): the outer-product trick of DP-SGD implementations (Abadi et al.
+        2016; Goodfellow 2015, "Efficient per-example gradient computations").
+        ``sum_i dW_i`` equals :meth:`backward`'s ``dW``.
+        """
+        x = self._x
+        g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
+        return np.einsum("bi,bo->bio", x, g), g.copy()
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, dtype={self.W.dtype})"
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; ``dL/dx = g * [x > 0]`` (the subgradient 0 is taken at x = 0)."""
+
+    def __init__(self):
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        mask = self._mask
+        g = self._check_grad(grad_out, None if mask is None else mask.shape)
+        return g * mask
+
+
+class LeakyReLU(Layer):
+    """``y = x if x > 0 else alpha * x``; ``dL/dx = g * (1 if x > 0 else alpha)``
+    (Maas et al. 2013)."""
+
+    def __init__(self, alpha: float = 0.01):
+        self.alpha = check_nonnegative(alpha, "alpha")
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._mask = x > 0
+        return np.where(self._mask, x, self.alpha * x).astype(x.dtype, copy=False)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        mask = self._mask
+        g = self._check_grad(grad_out, None if mask is None else mask.shape)
+        return (g * np.where(mask, 1.0, self.alpha)).astype(g.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; ``dL/dx = g * (1 - y^2)``: the backward needs only the output."""
+
+    def __init__(self):
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._y = np.tanh(x)
+        return self._y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        y = self._y
+        g = self._check_grad(grad_out, None if y is None else y.shape)
+        return g * (1 - y * y)
+
+
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow: for ``x < 0`` use the equal form
+    ``exp(x) / (1 + exp(x))``, so ``exp`` only ever sees non-positive arguments."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class Sigmoid(Layer):
+    """``y = sigma(x) = 1 / (1 + e^-x)``; ``dL/dx = g * y * (1 - y)``.
+
+    Stable for large ``|x|`` (see :func:`stable_sigmoid`): ``Sigmoid()(-1000)`` is 0, not a
+    warning and a NaN.
+    """
+
+    def __init__(self):
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._y = stable_sigmoid(x)
+        return self._y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        y = self._y
+        g = self._check_grad(grad_out, None if y is None else y.shape)
+        return g * y * (1 - y)
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+def make_activation(name: str) -> Layer:
+    """A new activation layer by name: one of ``relu, leaky_relu, tanh, sigmoid``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
