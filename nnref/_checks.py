@@ -36,7 +36,14 @@ def describe(x) -> str:
 
 def check_finite(x: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if the floating array ``x`` holds NaN or infinity."""
-    if x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
+    if x.dtype.kind not in "fc":
+        return
+    # Fast path: a sum is finite only if no entry is NaN or infinite (NaN and inf
+    # propagate through addition), so the elementwise test is needed only when the sum is
+    # not finite: then either an entry is, or finite entries overflowed the sum.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(x)
+    if not np.isfinite(total) and not np.all(np.isfinite(x)):
         n_nan = int(np.isnan(x).sum())
         n_inf = int(np.isinf(x).sum())
         raise ValueError(

@@ -164,7 +164,9 @@ class Linear(Layer):
             )
         x = x.astype(self.W.dtype, copy=False)
         self._x = x
-        return x @ self.W + self.b
+        y = x @ self.W
+        y += self.b  # in place: one allocation fewer on the hot path
+        return y
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Store ``dW``, ``db``; return ``dL/dx`` (or ``None`` when ``input_grad`` is False:

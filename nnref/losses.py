@@ -20,9 +20,14 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     because softmax is invariant to adding a constant to a row. Shape ``(B, C)`` in and out,
     dtype preserved.
     """
-    z = as_float_array(logits, "logits", ndim=2)
+    return _log_softmax(as_float_array(logits, "logits", ndim=2))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    # Unchecked core of log_softmax, for callers that have validated z already.
     shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -49,10 +54,10 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     z = as_float_array(logits, "logits", ndim=2)
     b, c = z.shape
     y = check_labels(labels, b, c)
-    logp = log_softmax(z)
+    logp = _log_softmax(z)
     rows = np.arange(b)
     loss = -float(logp[rows, y].mean())
-    dlogits = np.exp(logp)
+    dlogits = np.exp(logp, out=logp)  # p = exp(log p), reusing the buffer
     dlogits[rows, y] -= 1
     dlogits /= b
     return loss, dlogits

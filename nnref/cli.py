@@ -1,0 +1,108 @@
+"""Command line.
+
+``python -m nnref``                       the main job (see :mod:`nnref.pipeline`)
+``python -m nnref train --dataset digits --hidden 64 32 --epochs 30 --seed 0 [--save m.npz]``
+                                          train one MLP and print the test accuracy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main", "load_dataset"]
+
+
+def load_dataset(name: str, data_dir=None, seed: int = 0):
+    """``(x_train, x_test, y_train, y_test)`` for ``digits`` (stratified 80/20 split),
+    ``mnist`` (the standard split, from IDX files in ``data_dir``) or ``spirals``."""
+    from . import data
+
+    if name == "digits":
+        x, y = data.load_digits()
+        return data.train_test_split(x, y, test_fraction=0.2, seed=seed, stratify=True)
+    if name == "mnist":
+        if data_dir is None:
+            raise SystemExit("--dataset mnist needs --data-dir DIR holding the four MNIST IDX files "
+                             "(python -m nnref download-mnist DIR fetches them)")
+        x_train, y_train, x_test, y_test = data.load_mnist(data_dir)
+        return x_train, x_test, y_train, y_test
+    if name == "spirals":
+        x, y = data.make_spirals(n_per_class=200, n_classes=3, noise=0.2, seed=seed)
+        return data.train_test_split(x, y, test_fraction=0.2, seed=seed, stratify=True)
+    raise SystemExit(f"--dataset: expected digits, mnist or spirals, got {name!r}")
+
+
+def _train(args) -> int:
+    from . import clip
+    from .mlp import MLP
+    from .optim import SGD, Adam
+    from .train import fit
+
+    x_tr, x_te, y_tr, y_te = load_dataset(args.dataset, args.data_dir, args.seed)
+    sizes = [x_tr.shape[1], *args.hidden, int(max(y_tr.max(), y_te.max())) + 1]
+    model = MLP(sizes, activation=args.activation, seed=args.seed)
+    opt = (Adam(lr=args.lr or 1e-3) if args.optimizer == "adam"
+           else SGD(lr=args.lr or 0.1, momentum=0.9))
+    transform = clip.GlobalNorm(args.clip_norm) if args.clip_norm else None
+    print(f"training {model} on {args.dataset} ({len(x_tr)} train / {len(x_te)} test) with {opt}"
+          + (f", {transform}" if transform else ""))
+    t0 = time.perf_counter()
+    hist = fit(model, opt, x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
+               seed=args.seed, validation=(x_te, y_te), grad_transform=transform)
+    acc = model.accuracy(x_te, y_te)
+    print(f"test accuracy: {100 * acc:.2f}% ({time.perf_counter() - t0:.1f} s)")
+    if hist.diverged:
+        print(f"warning: {hist.message}", file=sys.stderr)
+    if args.save:
+        model.save(args.save)
+        print(f"saved to {args.save}")
+    return 1 if hist.diverged else 0
+
+
+def _download(args) -> int:
+    from .data import download_mnist
+
+    path = download_mnist(args.directory)
+    print(f"MNIST files in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nnref", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train one MLP and print its test accuracy")
+    t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "spirals"])
+    t.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    t.add_argument("--hidden", type=int, nargs="*", default=[64, 32], help="hidden layer widths")
+    t.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid"])
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    t.add_argument("--lr", type=float, default=None, help="default 0.1 (SGD, momentum 0.9) or 1e-3 (Adam)")
+    t.add_argument("--clip-norm", type=float, default=None, help="clip gradients by global L2 norm")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save", default=None, help="write the trained model to this .npz file")
+    t.set_defaults(func=_train)
+
+    d = sub.add_parser("download-mnist", help="download and verify the four MNIST IDX files")
+    d.add_argument("directory")
+    d.set_defaults(func=_download)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        try:
+            from .pipeline import main as pipeline_main
+        except ImportError:  # until the full pipeline exists: train on digits
+            return _train(parser.parse_args(["train"]))
+        return pipeline_main([])
+    return args.func(args)
