@@ -220,12 +220,14 @@ class LeakyReLU(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._mask = x > 0
-        return np.where(self._mask, x, self.alpha * x).astype(x.dtype, copy=False)
+        # alpha * x keeps a float array's dtype; no cast back, which would truncate the
+        # negative side of an integer input to 0.
+        return np.where(self._mask, x, self.alpha * x)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         mask = self._mask
         g = self._check_grad(grad_out, None if mask is None else mask.shape)
-        return (g * np.where(mask, 1.0, self.alpha)).astype(g.dtype, copy=False)
+        return np.where(mask, g, self.alpha * g)
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"
@@ -250,8 +252,14 @@ class Tanh(Layer):
 def stable_sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` without overflow: for ``x < 0`` use the equal form
     ``exp(x) / (1 + exp(x))``, so ``exp`` only ever sees non-positive arguments."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    x = np.asarray(x)
+    if x.dtype.kind != "f":  # integers: casting the result back would truncate it to 0/1
+        x = x.astype(np.float64)
+    # For |x| beyond ~745 (float64) e^-|x| underflows to 0, which is the correctly rounded
+    # result; silence the underflow flag so this also runs under np.errstate(all="raise").
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
 class Sigmoid(Layer):

@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 
 from ._checks import as_float_array, as_rng, check_labels, describe
-from .layers import Layer, Linear, make_activation
+from .layers import ACTIVATIONS, Layer, Linear, make_activation
 from .losses import mse, softmax, softmax_cross_entropy
 
 __all__ = ["MLP", "LOSSES"]
@@ -50,7 +50,10 @@ class MLP:
 
     def __init__(self, layer_sizes, activation: str = "relu", init: str = "he", seed=0,
                  dtype=np.float32, gain: float = 1.0):
-        sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
+        try:
+            sizes = None if isinstance(layer_sizes, (str, bytes)) else list(layer_sizes)
+        except TypeError:  # not iterable (None, an int): reported below with the expected form
+            sizes = None
         if (
             sizes is None
             or len(sizes) < 2
@@ -59,6 +62,8 @@ class MLP:
             raise ValueError(
                 f"layer_sizes: expected a list of at least two positive integers, got {layer_sizes!r}"
             )
+        if activation not in ACTIVATIONS:  # checked here too: a 2-layer MLP has no activation
+            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
         dtype = np.dtype(dtype)
         if dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"dtype: expected float16, float32 or float64, got {dtype}")
@@ -157,13 +162,20 @@ class MLP:
 
     def loss(self, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
         """Forward pass and loss: ``(loss, dL/dlogits)``. ``y`` holds class indices for
-        ``"cross_entropy"`` and targets of the logits' shape for ``"mse"``."""
+        ``"cross_entropy"`` and targets of the logits' shape for ``"mse"``. Non-finite
+        logits (diverged weights; ``x`` itself must be finite) give ``(nan, all-NaN)``."""
         logits = self.forward(x)
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+        if not np.all(np.isfinite(logits)):
+            # x was checked finite, so non-finite logits mean the weights diverged (or the
+            # matmul overflowed). That is the model's state, not bad input: report a NaN
+            # loss and gradient, which fit() records as divergence, instead of the loss
+            # functions' error for non-finite input.
+            return float("nan"), np.full_like(logits, np.nan)
         if loss == "cross_entropy":
             return softmax_cross_entropy(logits, y)
-        if loss == "mse":
-            return mse(logits, y)
-        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+        return mse(logits, y)
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
         """``(loss, grads)`` for one batch: forward, loss, backward."""
@@ -192,12 +204,13 @@ class MLP:
         loss. Computed in one batched pass: the output gradient of every example is
         backpropagated together and each Linear layer forms the outer products
         ``x_i g_i^T`` (see :meth:`Linear.per_example_grads`) instead of looping over
-        examples. Used for DP-SGD clipping (:func:`nnref.clip.per_example_clip`).
+        examples. :attr:`grads` is left as it was. Used for DP-SGD clipping (:func:`nnref.clip.per_example_clip`).
         """
         _, dlogits = self.loss(x, labels, loss)
         # Both losses are means over the batch, L = (1/B) sum_i L_i, so dL_i/dz_i = B dL/dz_i.
         g = dlogits * dlogits.shape[0]
         out: dict[str, np.ndarray] = {}
+        saved = [(lin.dW, lin.db) for lin in self.linears]  # leave model.grads as it was
         n = len(self.linears)
         for layer in reversed(self.layers):
             if isinstance(layer, Linear):
@@ -207,6 +220,8 @@ class MLP:
                 g = layer.backward(g)
             else:
                 g = layer.backward(g)
+        for lin, (dW, db) in zip(self.linears, saved):
+            lin.dW, lin.db = dW, db
         return {k: out[k] for k in self.params}
 
     # ---------------------------------------------------------------- copies
@@ -260,8 +275,12 @@ class MLP:
             raise ValueError(f"{path}: not a readable nnref .npz model file ({exc})") from None
         if not isinstance(arrays, dict) or str(arrays.get("format", "")) != _FORMAT:
             raise ValueError(f"{path}: not an nnref MLP file (missing or wrong 'format' entry)")
-        if int(arrays["format_version"]) != _FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {int(arrays['format_version'])} is not supported")
+        version = arrays.get("format_version")
+        if (version is None or version.shape != () or version.dtype.kind not in "iu"
+                or int(version) != _FORMAT_VERSION):
+            raise ValueError(
+                f"{path}: format version {version!r} is not supported (expected {_FORMAT_VERSION})"
+            )
         try:
             sizes = [int(s) for s in arrays["layer_sizes"]]
             model = cls(sizes, activation=str(arrays["activation"]), init=str(arrays["init"]),

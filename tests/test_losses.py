@@ -1,0 +1,285 @@
+"""Tests for nnref.losses: softmax / log-softmax laws, softmax cross-entropy and MSE with
+their gradients (laws, worked examples, stability at logits of 1e4) and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from nnref.gradcheck import numerical_gradient, rel_error
+from nnref.losses import log_softmax, mse, softmax, softmax_cross_entropy
+from strategies import batch_sizes, float_arrays, moderate_floats, seeds, widths
+
+# Logits with at least 2 classes; values up to 1e3 (the shared moderate_floats).
+logit_matrices = st.tuples(batch_sizes, st.integers(2, 24)).flatmap(lambda s: float_arrays(s))
+# Values up to 20: every probability is >= e^-40 / 24, so log(softmax) is accurate.
+mild_logits = st.tuples(batch_sizes, st.integers(2, 24)).flatmap(
+    lambda s: float_arrays(s, st.floats(-20.0, 20.0))
+)
+# For finite-difference checks: values up to 5 (every probability >= e^-10 / 24, so no
+# gradient entry is lost to rounding: at logits of +-20, log(1 + e^-40) already rounds to
+# 0 and the numerical gradient of a near-certain row is exactly 0) on a grid of 1/64.
+grid_logits = st.tuples(batch_sizes, st.integers(2, 24)).flatmap(
+    lambda s: float_arrays(s, st.integers(-320, 320).map(lambda k: k / 64))
+)
+huge_logits = st.tuples(batch_sizes, st.integers(2, 24)).flatmap(
+    lambda s: float_arrays(s, st.floats(-1e4, 1e4))
+)
+
+
+def labels_for(z: np.ndarray, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, z.shape[1], z.shape[0])
+
+
+# --------------------------------------------------------------------------------------
+# softmax and log_softmax
+# --------------------------------------------------------------------------------------
+
+
+@given(logit_matrices)
+def test_softmax_rows_are_probability_distributions(z):
+    p = softmax(z)
+    assert p.shape == z.shape
+    assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    # the largest logit of each row gets the largest probability, which is >= 1/C
+    rows = np.arange(len(z))
+    assert np.all(p[rows, z.argmax(axis=1)] >= 1.0 / z.shape[1] - 1e-15)
+
+
+@given(z=logit_matrices, data=st.data())
+def test_softmax_invariant_to_adding_a_constant_per_row(z, data):
+    c = data.draw(float_arrays((z.shape[0], 1), moderate_floats))
+    # z + c is rounded once: logits move by up to eps * 2e3 ~ 5e-13, probabilities by
+    # that much relatively
+    np.testing.assert_allclose(softmax(z + c), softmax(z), rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(log_softmax(z + c), log_softmax(z), rtol=1e-9, atol=1e-9)
+
+
+@given(mild_logits)
+def test_log_softmax_equals_log_of_softmax_when_well_conditioned(z):
+    np.testing.assert_allclose(log_softmax(z), np.log(softmax(z)), rtol=1e-12, atol=1e-12)
+
+
+@given(huge_logits)
+def test_log_softmax_is_finite_and_nonpositive_for_huge_logits(z):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        lp = log_softmax(z)
+    assert np.all(np.isfinite(lp)) and np.all(lp <= 0)
+    # the best class of each row has log-probability in [-log C, 0]
+    assert np.all(lp.max(axis=1) >= -np.log(z.shape[1]) - 1e-12)
+
+
+def test_softmax_worked_example():
+    # softmax([0, ln 2, ln 5]) = [1, 2, 5] / 8
+    z = np.array([[0.0, np.log(2.0), np.log(5.0)]])
+    np.testing.assert_allclose(softmax(z), [[0.125, 0.25, 0.625]], rtol=1e-15)
+    np.testing.assert_allclose(log_softmax(z), np.log([[0.125, 0.25, 0.625]]), rtol=1e-15)
+
+
+def test_softmax_of_magnitude_1e4_uses_the_max_shift():
+    # rows [1e4, 0] and [-1e4, 1e4]: exp(1e4) overflows, exp(z - max) does not
+    z = np.array([[1e4, 0.0], [-1e4, 1e4]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        p = softmax(z)
+        lp = log_softmax(z)
+    # p = [1/(1 + e^-1e4), e^-1e4/(1 + e^-1e4)] = [1, 0] in float64; log p = [0, -1e4]
+    np.testing.assert_array_equal(p, [[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(lp, [[0.0, -1e4], [-2e4, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_and_log_softmax_preserve_dtype(dtype):
+    z = np.array([[1.0, 2.0, 3.0]], dtype=dtype)
+    assert softmax(z).dtype == dtype and log_softmax(z).dtype == dtype
+
+
+# --------------------------------------------------------------------------------------
+# softmax cross-entropy
+# --------------------------------------------------------------------------------------
+
+
+@given(z=logit_matrices, seed=seeds)
+def test_cross_entropy_is_minus_mean_log_softmax_at_the_label(z, seed):
+    y = labels_for(z, seed)
+    loss, _ = softmax_cross_entropy(z, y)
+    expected = -np.mean(log_softmax(z)[np.arange(len(y)), y])
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert loss >= 0
+
+
+@given(z=logit_matrices, seed=seeds)
+def test_cross_entropy_gradient_is_softmax_minus_onehot_over_batch(z, seed):
+    y = labels_for(z, seed)
+    _, d = softmax_cross_entropy(z, y)
+    onehot = np.eye(z.shape[1])[y]
+    np.testing.assert_allclose(d, (softmax(z) - onehot) / len(y), rtol=1e-12, atol=1e-15)
+    # each row of (p - y) / B sums to (1 - 1) / B = 0
+    np.testing.assert_allclose(d.sum(axis=1), 0.0, rtol=0, atol=1e-14)
+
+
+@given(z=huge_logits, seed=seeds)
+def test_cross_entropy_dlogits_rows_sum_to_zero_and_loss_finite_at_1e4(z, seed):
+    y = labels_for(z, seed)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, d = softmax_cross_entropy(z, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(d))
+    np.testing.assert_allclose(d.sum(axis=1), 0.0, rtol=0, atol=1e-14)
+    # the loss cannot exceed the largest gap between the best logit and the label's logit
+    # plus log C (log-sum-exp <= max + log C)
+    gap = z.max(axis=1) - z[np.arange(len(y)), y]
+    assert loss <= gap.mean() + np.log(z.shape[1]) + 1e-9 * max(1.0, gap.max())
+
+
+@given(z=grid_logits, seed=seeds)
+def test_cross_entropy_gradient_matches_central_differences(z, seed):
+    y = labels_for(z, seed)
+    _, d = softmax_cross_entropy(z, y)
+    num = numerical_gradient(lambda zz: softmax_cross_entropy(zz, y)[0], z.copy())
+    assert rel_error(d, num) < 1e-6
+
+
+@given(z=logit_matrices, seed=seeds)
+def test_cross_entropy_of_a_batch_is_the_mean_of_its_rows(z, seed):
+    y = labels_for(z, seed)
+    loss, d = softmax_cross_entropy(z, y)
+    rows = [softmax_cross_entropy(z[i:i + 1], y[i:i + 1]) for i in range(len(y))]
+    assert loss == pytest.approx(np.mean([r[0] for r in rows]), rel=1e-12, abs=1e-12)
+    # each row's batch gradient is its single-example gradient divided by B
+    np.testing.assert_allclose(d * len(y), np.concatenate([r[1] for r in rows]), rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_exact_at_logits_1e4():
+    # label 1: loss = -log softmax = -(0 - 1e4 - log(1 + e^-1e4)) = 1e4 (e^-1e4 -> 0)
+    loss, d = softmax_cross_entropy(np.array([[1e4, 0.0]]), np.array([1]))
+    assert loss == 1e4
+    # dlogits = p - onehot = [1, 0] - [0, 1] = [1, -1]
+    np.testing.assert_array_equal(d, [[1.0, -1.0]])
+    # label 0: the right class with certainty: loss 0, gradient 0
+    loss0, d0 = softmax_cross_entropy(np.array([[1e4, 0.0]]), np.array([0]))
+    assert loss0 == 0.0
+    np.testing.assert_array_equal(d0, [[0.0, 0.0]])
+
+
+def test_cross_entropy_worked_example():
+    # Row 1: z = [0, 0], label 0: p = [1/2, 1/2], loss ln 2, grad [1/2 - 1, 1/2]
+    # Row 2: z = [ln 3, 0], label 1: p = [3/4, 1/4], loss ln 4, grad [3/4, 1/4 - 1]
+    # mean loss (ln 2 + ln 4) / 2 = 3 ln 2 / 2; gradients divided by B = 2
+    z = np.array([[0.0, 0.0], [np.log(3.0), 0.0]])
+    loss, d = softmax_cross_entropy(z, np.array([0, 1]))
+    assert loss == pytest.approx(1.5 * np.log(2.0), rel=1e-15)
+    np.testing.assert_allclose(d, [[-0.25, 0.25], [0.375, -0.375]], rtol=1e-15, atol=1e-16)
+
+
+def test_cross_entropy_keeps_float32():
+    loss, d = softmax_cross_entropy(np.zeros((2, 3), dtype=np.float32), np.array([0, 2]))
+    assert d.dtype == np.float32
+    assert loss == pytest.approx(np.log(3.0), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# MSE
+# --------------------------------------------------------------------------------------
+
+
+def test_mse_worked_example():
+    pred = np.array([[1.0, 2.0], [3.0, 4.0]])
+    target = np.array([[0.0, 2.0], [5.0, 1.0]])
+    # diff = [[1, 0], [-2, 3]]; squares 1 + 0 + 4 + 9 = 14; mean over N = 4 -> 3.5
+    loss, d = mse(pred, target)
+    assert loss == 3.5
+    # dL/dpred = 2 diff / N = diff / 2
+    np.testing.assert_array_equal(d, [[0.5, 0.0], [-1.0, 1.5]])
+
+
+grid_values = st.integers(-640, 640).map(lambda k: k / 64)
+
+
+@given(shape=st.tuples(batch_sizes, widths), data=st.data())
+def test_mse_gradient_matches_central_differences(shape, data):
+    # Values on a grid of 1/64 with p != t somewhere: the gradient 2 (p - t) / N is then at
+    # least 2 / (64 N) somewhere. Where p == t everywhere the true gradient is exactly 0 and
+    # the finite difference is rounding noise (~1e-17), which rel_error scales to 1.
+    p = data.draw(float_arrays(shape, grid_values))
+    t = data.draw(float_arrays(shape, grid_values))
+    assume(np.any(p != t))
+    _, d = mse(p, t)
+    num = numerical_gradient(lambda pp: mse(pp, t)[0], p.copy())
+    assert rel_error(d, num) < 1e-6
+
+
+@given(shape=st.tuples(batch_sizes, widths), data=st.data())
+def test_mse_laws(shape, data):
+    p = data.draw(float_arrays(shape))
+    t = data.draw(float_arrays(shape))
+    loss, d = mse(p, t)
+    assert loss >= 0
+    assert loss == pytest.approx(mse(t, p)[0], rel=1e-15)  # symmetric
+    np.testing.assert_array_equal(mse(t, p)[1], -d)  # gradient w.r.t. the other argument
+    np.testing.assert_allclose(d, 2 * (p - t) / p.size, rtol=1e-15, atol=0)
+    same, dsame = mse(p, p)
+    assert same == 0.0 and not np.any(dsame)
+
+
+def test_mse_accepts_integer_targets_and_keeps_pred_dtype():
+    loss, d = mse(np.array([[0.5, 1.5]], dtype=np.float32), np.array([[0, 2]]))
+    # diff = [0.5, -0.5]; mean square 0.25; gradient 2 * diff / 2 = diff
+    assert loss == 0.25
+    assert d.dtype == np.float32
+    np.testing.assert_array_equal(d, [[0.5, -0.5]])
+
+
+# --------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_losses_reject_non_finite_input(bad):
+    z = np.array([[0.0, bad]])
+    with pytest.raises(ValueError, match="logits: expected finite values"):
+        softmax_cross_entropy(z, np.array([0]))
+    with pytest.raises(ValueError, match="logits: expected finite values"):
+        softmax(z)
+    with pytest.raises(ValueError, match="logits: expected finite values"):
+        log_softmax(z)
+    with pytest.raises(ValueError, match="pred: expected finite values"):
+        mse(z, np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="target: expected finite values"):
+        mse(np.zeros((1, 2)), z)
+
+
+@pytest.mark.parametrize(
+    "labels, exc, match",
+    [
+        (np.array([0, 3]), ValueError, r"labels: expected values in \[0, 2\], got values in \[0, 3\]"),
+        (np.array([-1, 0]), ValueError, r"labels: expected values in \[0, 2\]"),
+        (np.array([0.0, 1.0]), TypeError, "labels: expected integer class indices"),
+        (np.array([True, False]), TypeError, "labels: expected integer"),
+        (np.array([0, 1, 2]), ValueError, r"labels: expected shape \(2,\)"),
+        (np.array([[0], [1]]), ValueError, r"labels: expected shape \(2,\)"),
+    ],
+)
+def test_cross_entropy_rejects_bad_labels(labels, exc, match):
+    with pytest.raises(exc, match=match):
+        softmax_cross_entropy(np.zeros((2, 3)), labels)
+
+
+def test_losses_reject_bad_shapes_and_dtypes():
+    with pytest.raises(ValueError, match=r"logits: expected a 2-D array, got shape \(3,\)"):
+        softmax_cross_entropy(np.zeros(3), np.array([0]))
+    with pytest.raises(ValueError, match="logits: expected a non-empty array"):
+        softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    with pytest.raises(TypeError, match="logits: expected a real numeric array"):
+        softmax_cross_entropy(np.array([["a", "b"]]), np.array([0]))
+    with pytest.raises(TypeError, match="logits: expected a real numeric array"):
+        softmax(np.array([[True, False]]))
+    with pytest.raises(ValueError, match=r"target: expected the shape of pred \(3, 1\), got \(3,\)"):
+        mse(np.zeros((3, 1)), np.zeros(3))  # would broadcast to (3, 3) if allowed
+    with pytest.raises(ValueError, match="pred: expected a non-empty array"):
+        mse(np.zeros((0, 2)), np.zeros((0, 2)))
+    with pytest.raises(TypeError, match="target: expected a real numeric array"):
+        mse(np.zeros((1, 1)), np.array([["x"]]))
