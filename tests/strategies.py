@@ -48,3 +48,23 @@ def grad_lists(max_tensors=4, max_size=12, elements=moderate_floats):
         st.tuples(st.integers(1, max_size // 2 + 1), st.integers(1, max_size // 2 + 1)),
     )
     return st.lists(shapes.flatmap(lambda s: float_arrays(s, elements)), min_size=0, max_size=max_tensors)
+
+
+# ---- Quantization settings (nnref.quant; appended with the quantization fundamentals) ----
+
+rounding_modes = st.sampled_from(["half_even", "half_away"])
+
+
+def quant_settings(bits=bit_widths):
+    """Keyword arguments of ``nnref.quant.qparams.choose_qparams`` other than the range and
+    axis: every bit width 2..16, signed or not, affine or symmetric (both conventions),
+    full or narrow range."""
+    return st.fixed_dictionaries(
+        {
+            "bits": bits,
+            "signed": st.booleans(),
+            "symmetric": st.booleans(),
+            "narrow_range": st.booleans(),
+            "symmetric_convention": st.sampled_from(["tflite", "pytorch"]),
+        }
+    )
