@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported for type hints only: matplotlib is loaded when a p
 
 __all__ = [
     "STYLE",
+    "figures_dir",
     "plot_grad_norms",
     "plot_training_curves",
     "plot_loss_per_step",
@@ -373,6 +374,30 @@ def save_figure(fig_or_ax: Figure | Axes | np.ndarray, path: str | os.PathLike, 
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     if close:
         _pyplot().close(fig)
+    return path
+
+
+def figures_dir(create: bool = True) -> Path:
+    """The folder tutorials and the main command write their figures to.
+
+    ``$NNREF_FIGURES_DIR`` when set (tests use it to write into a temporary folder);
+    otherwise the ``figures/`` folder of the nnref checkout that holds the current working
+    directory (found by walking up from it to a folder with both ``figures/`` and
+    ``tutorials/``: this works from the repo root and from ``tutorials/`` in Jupyter);
+    otherwise ``./figures``.
+    """
+    env = os.environ.get("NNREF_FIGURES_DIR")
+    if env:
+        path = Path(env)
+    else:
+        cwd = Path.cwd().resolve()
+        path = cwd / "figures"
+        for folder in (cwd, *cwd.parents):
+            if (folder / "figures").is_dir() and (folder / "tutorials").is_dir():
+                path = folder / "figures"
+                break
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
