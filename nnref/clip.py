@@ -115,14 +115,23 @@ def _check_norm_type(norm_type) -> float:
 
 
 def _vector_norm(x: np.ndarray, p: float) -> float:
-    """``||x||_p`` over every entry of ``x``, in float64; 0.0 for an empty array.
+    """``||x||_p`` over every entry of ``x``; 0.0 for an empty array. Float64 arithmetic,
+    except the L2 norm of a float32 array, which is a float32 BLAS dot (see below).
 
     The textbook sum, unscaled like PyTorch's: exact where the worked examples are
     (``sqrt(9 + 16) == 5``), at the price of the float64 range noted above.
     """
-    a = np.abs(x.astype(np.float64)).ravel()
-    if a.size == 0:
+    if x.size == 0:
         return 0.0
+    if p == 2.0 and x.dtype in (np.float32, np.float64):
+        # Hot path (every training step): BLAS dot in the gradients' own dtype, as PyTorch
+        # computes norms in the gradients' dtype. A non-finite result means a NaN/inf
+        # entry or an overflowing float32 sum: redo it below in float64 to tell which.
+        flat = x.ravel()
+        sq = float(np.dot(flat, flat))
+        if np.isfinite(sq):
+            return float(np.sqrt(sq))
+    a = np.abs(x.astype(np.float64)).ravel()
     if p == np.inf:
         return float(np.max(a))  # NaN if any entry is NaN
     if p == 2.0:
@@ -137,8 +146,11 @@ def _global_norm(arrays: list[np.ndarray], p: float) -> float:
 
 def _scale(g: np.ndarray, factor) -> np.ndarray:
     """``g * factor`` with the factor rounded to g's dtype first, so the dtype is kept."""
+    f = g.dtype.type(factor)
+    if np.isfinite(f) and f != 0:
+        return g * f  # no inf * 0 can happen, so no floating-point state to manage
     with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the documented result
-        return g * np.asarray(factor, dtype=np.float64).astype(g.dtype)
+        return g * f
 
 
 def _nonfinite_report(name: str, keys: list, arrays: list[np.ndarray]) -> str:
@@ -248,7 +260,9 @@ def clip_by_global_norm(
     Differences from other engines:
 
     * PyTorch computes the norms in the gradients' dtype (float32 for float32 gradients);
-      nnref computes them in float64, so float32 results can differ in the last bit.
+      so does nnref for the L2 norm (a BLAS dot, redone in float64 if the float32 sum
+      overflows); other p are computed in float64. Results can differ from PyTorch's in
+      the last bit, since the summation order differs.
       PyTorch's eps is fixed at 1e-6; here it is a parameter (``eps = 0`` is allowed; an
       all-zero gradient then gets ``coef = 1``).
     * TensorFlow's ``tf.clip_by_global_norm`` (L2 only) has no eps:
@@ -269,10 +283,15 @@ def clip_by_global_norm(
             f"tensors: {_nonfinite_report('grads', keys, arrays)}. Pass "
             f"error_if_nonfinite=False to scale by the non-finite norm as PyTorch does."
         )
+    return _pack(grads, keys, _scale_to_norm(arrays, total, c, eps)), total
+
+
+def _scale_to_norm(arrays: list[np.ndarray], total: float, max_norm: float, eps: float) -> list[np.ndarray]:
+    """Every array times ``coef = min(max_norm / (total + eps), 1)`` (new arrays)."""
     denominator = total + eps
     # An all-zero gradient with eps = 0 has nothing to scale (and max_norm / 0 is undefined).
-    coef = 1.0 if denominator == 0 else float(np.minimum(c / denominator, 1.0))  # NaN stays NaN
-    return _pack(grads, keys, [_scale(g, coef) for g in arrays]), total
+    coef = 1.0 if denominator == 0 else float(np.minimum(max_norm / denominator, 1.0))  # NaN stays NaN
+    return [_scale(g, coef) for g in arrays]
 
 
 def _check_skip(skip) -> tuple:
@@ -445,6 +464,7 @@ class Clipper:
         self.n_calls = 0
         self.n_clipped = 0
         self.last_total_norm: float | None = None
+        self.last_clipped: bool | None = None  # read by fit() to record History.clipped
 
     @property
     def threshold(self) -> float | None:
@@ -456,10 +476,18 @@ class Clipper:
     def __call__(self, grads: Grads, params: Grads | None = None) -> Grads:
         total = global_norm(grads)
         clipped = self._clip(grads, params, total)
+        changed = self._changed_cheaply(total)
+        if changed is None:
+            changed = _changed(grads, clipped)
         self.n_calls += 1
-        self.n_clipped += _changed(grads, clipped)
+        self.n_clipped += changed
         self.last_total_norm = total
+        self.last_clipped = bool(changed)
         return clipped
+
+    def _changed_cheaply(self, total_norm: float) -> bool | None:
+        """Whether the last clip changed anything, when the total alone tells (else None)."""
+        return None
 
     def __repr__(self) -> str:
         # The constructor's arguments that are required or differ from their default.
@@ -519,10 +547,23 @@ class GlobalNorm(Clipper):
         return self.max_norm
 
     def _clip(self, grads, params, total_norm):
+        if self.norm_type == 2.0 and np.isfinite(total_norm):
+            # The L2 total is already known (Clipper.__call__ computed it): apply
+            # clip_by_global_norm's scaling without computing the norms a second time.
+            keys, arrays = _unpack(grads, "grads")
+            return _pack(grads, keys, _scale_to_norm(arrays, total_norm, self.max_norm, self.eps))
         clipped, _ = clip_by_global_norm(
             grads, self.max_norm, self.norm_type, self.eps, self.error_if_nonfinite
         )
         return clipped
+
+    def _changed_cheaply(self, total_norm):
+        # coef = min(c / (total + eps), 1) < 1 exactly when c < total + eps; multiplying by
+        # coef = 1.0 leaves every value as it was. (Only for the L2 norm: total_norm is L2.)
+        if self.norm_type != 2.0 or not np.isfinite(total_norm):
+            return None
+        denominator = total_norm + self.eps
+        return bool(denominator != 0 and self.max_norm / denominator < 1.0)
 
 
 class Adaptive(Clipper):

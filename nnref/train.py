@@ -26,9 +26,14 @@ __all__ = ["History", "fit", "evaluate"]
 
 
 def _l2(a: np.ndarray) -> float:
-    # float64 accumulation: a float32 sum of squares loses digits for large tensors.
-    a64 = a.astype(np.float64, copy=False).ravel()
-    return float(np.sqrt(np.dot(a64, a64)))
+    # A BLAS dot in the gradient's dtype (as PyTorch computes norms); redone in float64
+    # only if that overflows or meets NaN/inf, so the common case costs one pass.
+    flat = a.ravel()
+    sq = float(np.dot(flat, flat))
+    if not np.isfinite(sq):
+        a64 = flat.astype(np.float64)
+        sq = float(np.dot(a64, a64))
+    return float(np.sqrt(sq))
 
 
 @dataclass
@@ -190,8 +195,13 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
                 break
             if grad_transform is not None:
                 new = grad_transform(grads, params)
-                changed = any(new[k] is not grads[k] and not np.array_equal(new[k], grads[k]) for k in grads)
                 norms_after = {k: _l2(g) for k, g in new.items()}
+                # A clipper says whether it acted (nnref.clip sets last_clipped); for any
+                # other transform, compare: different norms settle it, else the entries.
+                changed = getattr(grad_transform, "last_clipped", None)
+                if not isinstance(changed, bool):
+                    changed = any(norms_after[k] != norms[k] for k in grads) or any(
+                        new[k] is not grads[k] and not np.array_equal(new[k], grads[k]) for k in grads)
                 grads = new
             else:
                 changed, norms_after = False, norms

@@ -114,12 +114,14 @@ def test_grad_norm_is_the_l2_norm_of_all_gradients_concatenated():
     model = MLP([4, 6, 3])
     h = fit(model, SGD(lr=0.1), x, y, epochs=2, batch_size=16, grad_transform=record, verbose=False)
     assert len(seen) == h.n_steps == 8
+    # fit computes norms in the gradients' dtype (float32 here, as PyTorch does), so they
+    # match the float64 norm to float32 precision: a few ulps of 6e-8 for these sizes.
     for i, grads in enumerate(seen):
         flat = np.concatenate([g.astype(np.float64).ravel() for g in grads.values()])
-        assert h.grad_norm[i] == pytest.approx(np.linalg.norm(flat), rel=1e-12)
+        assert h.grad_norm[i] == pytest.approx(np.linalg.norm(flat), rel=1e-6)
         for k, g in grads.items():
             norm = np.linalg.norm(g.astype(np.float64))
-            assert h.param_grad_norm[k][i] == pytest.approx(norm, rel=1e-12)
+            assert h.param_grad_norm[k][i] == pytest.approx(norm, rel=1e-6)
         # sum of squared per-tensor norms = squared global norm
         squares = sum(h.param_grad_norm[k][i] ** 2 for k in grads)
         assert squares == pytest.approx(h.grad_norm[i] ** 2, rel=1e-12)

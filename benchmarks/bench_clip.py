@@ -1,0 +1,73 @@
+"""Cost of gradient clipping inside training, for MLP([784, 64, 32, 10]) at batch 128.
+
+Measured in one run, on random float32 data (8,192 examples = 64 steps an epoch):
+
+* ``fit`` step time without a transform and with ``clip.GlobalNorm(1.0)`` (which calls
+  ``clip_by_global_norm``'s arithmetic, and records the clip statistics), per step;
+* the bare ``clip_by_global_norm`` call on one step's gradients.
+
+The overhead is reported as a fraction of the unclipped step time (target: under 5%).
+
+Run:  python benchmarks/bench_clip.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _timing import best_time  # noqa: E402
+
+from nnref import clip  # noqa: E402
+from nnref.mlp import MLP  # noqa: E402
+from nnref.optim import SGD  # noqa: E402
+from nnref.train import fit  # noqa: E402
+
+SIZES = [784, 64, 32, 10]
+N, BATCH, EPOCHS = 8192, 128, 3
+
+
+def fit_step_time(x, y, transform, repeat: int = 5) -> float:
+    """Seconds per step of ``fit`` (best of ``repeat`` runs; each run from the same start)."""
+    best = float("inf")
+    for _ in range(repeat):
+        model = MLP(SIZES, seed=0)
+        t0 = time.perf_counter()
+        h = fit(model, SGD(lr=1e-3), x, y, epochs=EPOCHS, batch_size=BATCH, seed=0,
+                grad_transform=transform, verbose=False)
+        elapsed = time.perf_counter() - t0
+        # The per-epoch evaluation passes are not steps: time them apart and subtract.
+        t1 = time.perf_counter()
+        for _ in range(EPOCHS):
+            model.loss(x, y)
+            model.predict(x)
+        elapsed -= time.perf_counter() - t1
+        best = min(best, elapsed / h.n_steps)
+    return best
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((N, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], N)
+    model = MLP(SIZES, seed=0)
+    _, grads = model.loss_and_grads(x[:BATCH], y[:BATCH])
+    grads = {k: v.copy() for k, v in grads.items()}
+
+    t_plain = fit_step_time(x, y, None)
+    t_clipped = fit_step_time(x, y, clip.GlobalNorm(1.0))
+    t_call = best_time(lambda: clip.clip_by_global_norm(grads, 1.0), number=200)
+    print(f"MLP({SIZES}) float32, batch {BATCH}, numpy {np.__version__}, {os.cpu_count()} CPUs")
+    print(f"fit step, no transform           {1e6 * t_plain:8.1f} us")
+    print(f"fit step, clip.GlobalNorm(1.0)   {1e6 * t_clipped:8.1f} us")
+    print(f"clip_by_global_norm call alone   {1e6 * t_call:8.1f} us")
+    print(f"overhead in fit: {100 * (t_clipped - t_plain) / t_plain:5.1f}% of the step "
+          f"(the call alone: {100 * t_call / t_plain:4.1f}%); target under 5%")
+
+
+if __name__ == "__main__":
+    main()
