@@ -146,8 +146,8 @@ def _global_norm(arrays: list[np.ndarray], p: float) -> float:
 
 def _scale(g: np.ndarray, factor) -> np.ndarray:
     """``g * factor`` with the factor rounded to g's dtype first, so the dtype is kept."""
-    f = g.dtype.type(factor)
-    if np.isfinite(f) and f != 0:
+    f = np.asarray(factor, dtype=np.float64).astype(g.dtype)
+    if f.ndim == 0 and np.isfinite(f) and f != 0:
         return g * f  # no inf * 0 can happen, so no floating-point state to manage
     with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the documented result
         return g * f
