@@ -1,6 +1,7 @@
 """Command line.
 
-``python -m nnref``                       the main job (see :mod:`nnref.pipeline`)
+``python -m nnref [--out DIR] [--dataset mnist --data-dir DIR] ...``
+                                          the main job (see :mod:`nnref.pipeline`)
 ``python -m nnref train --dataset digits --hidden 64 32 --epochs 30 --seed 0 [--save m.npz]``
                                           train one MLP and print the test accuracy
 """
@@ -54,7 +55,7 @@ def _train(args) -> int:
     hist = fit(model, opt, x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
                seed=args.seed, validation=(x_te, y_te), grad_transform=transform)
     acc = model.accuracy(x_te, y_te)
-    print(f"test accuracy: {100 * acc:.2f}% ({time.perf_counter() - t0:.1f} s)")
+    print(f"test accuracy: {100 * acc:.2f}% (trained in {time.perf_counter() - t0:.2f} s)")
     if hist.diverged:
         print(f"warning: {hist.message}", file=sys.stderr)
     if args.save:
@@ -96,13 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+COMMANDS = ("train", "download-mnist")
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        try:
-            from .pipeline import main as pipeline_main
-        except ImportError:  # until the full pipeline exists: train on digits
-            return _train(parser.parse_args(["train"]))
-        return pipeline_main([])
-    return args.func(args)
+    """Dispatch: a known sub-command, else the main job with its options."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    from .pipeline import main as pipeline_main
+
+    return pipeline_main(argv)

@@ -1,0 +1,262 @@
+"""The main job: train with clipping -> quantize -> integer-only inference -> fine-tune.
+
+``python -m nnref`` runs, on the UCI digits (or ``--dataset mnist --data-dir DIR``):
+
+1. train ``MLP([in, 64, 64, 10])`` with SGD + momentum, clipping every step's gradients by
+   their global L2 norm (:class:`nnref.clip.GlobalNorm`, PyTorch's ``clip_grad_norm_``);
+2. evaluate it in float32 and float16;
+3. quantize it post-training to int8 (TensorFlow Lite's scheme: symmetric per-channel
+   weights, asymmetric per-tensor activations calibrated on training data) and run the
+   test set through the integer-only :class:`~nnref.quant.convert.QuantizedMLP`
+   (int8 x int8 -> int32, fixed-point requantization, bit-exact with TFLite's
+   reference kernels);
+4. quantize the weights to 2 bits (ternary: {-1, 0, 1} x scale per channel), watch the
+   accuracy collapse, fine-tune with quantization-aware training (fake quantization,
+   straight-through estimator, the same clipping) and convert again;
+5. print a results table (accuracy, size, clipping statistics) and write the figures:
+   gradient norms, training curves, weight histograms before/after quantization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["PipelineConfig", "PipelineResult", "run", "main"]
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of the main job (the defaults are the documented run)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    hidden: tuple = (64, 64)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    clip_norm: float = 1.0
+    low_bits: int = 2
+    qat_epochs: int = 10
+    qat_lr: float = 0.01
+    calibration_size: int = 512
+    seed: int = 0
+    out: str | None = None  # figures folder; None: nnref.plots.figures_dir()
+    figures: bool = True
+    verbose: bool = True
+
+
+@dataclass
+class PipelineResult:
+    rows: list = field(default_factory=list)  # (name, weights, activations, accuracy, bytes)
+    clip: dict = field(default_factory=dict)
+    figures: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def row(self, name: str) -> dict:
+        for r in self.rows:
+            if r["model"] == name:
+                return r
+        raise KeyError(name)
+
+    def table(self) -> str:
+        from .quant.report import format_table
+
+        base, base_size = self.rows[0]["accuracy"], self.rows[0]["bytes"]
+        body = [[r["model"], r["weights"], r["activations"], f"{100 * r['accuracy']:.2f}",
+                 f"{100 * (r['accuracy'] - base):+.2f}", f"{r['bytes']:,}",
+                 f"{base_size / r['bytes']:.1f}x"]
+                for r in self.rows]
+        return format_table(body, ["model", "weights", "activations", "test acc %", "vs float32",
+                                   "size (bytes)", "smaller"])
+
+
+def _say(cfg: PipelineConfig, msg: str) -> None:
+    if cfg.verbose:
+        print(msg, flush=True)
+
+
+def run(cfg: PipelineConfig | None = None) -> PipelineResult:
+    """Run the whole pipeline; return the table rows, clip statistics and figure paths."""
+    from . import clip
+    from .cli import load_dataset
+    from .mlp import MLP
+    from .optim import SGD
+    from .quant.convert import quantize_model
+    from .quant.half import to_float16
+    from .quant.qat import prepare_qat
+    from .quant.report import model_size_bytes
+    from .train import fit
+
+    cfg = cfg or PipelineConfig()
+    t_start = time.perf_counter()
+    res = PipelineResult()
+
+    x_tr, x_te, y_tr, y_te = load_dataset(cfg.dataset, cfg.data_dir, cfg.seed)
+    n_classes = int(max(y_tr.max(), y_te.max())) + 1
+    sizes = [x_tr.shape[1], *cfg.hidden, n_classes]
+    rng = np.random.default_rng(cfg.seed)
+    calib = x_tr[rng.permutation(len(x_tr))[: cfg.calibration_size]]
+
+    # 1. train with global-norm clipping ------------------------------------------------
+    model = MLP(sizes, seed=cfg.seed)
+    clipper = clip.GlobalNorm(cfg.clip_norm)
+    _say(cfg, f"[1/5] training {model} on {cfg.dataset} ({len(x_tr)} train / {len(x_te)} test), "
+              f"SGD(lr={cfg.lr}, momentum={cfg.momentum}) with {clipper}")
+    hist = fit(model, SGD(lr=cfg.lr, momentum=cfg.momentum), x_tr, y_tr, epochs=cfg.epochs,
+               batch_size=cfg.batch_size, seed=cfg.seed, validation=(x_te, y_te),
+               grad_transform=clipper, verbose=cfg.verbose)
+    if hist.diverged:
+        raise RuntimeError(f"training diverged: {hist.message}")
+    norms = np.asarray(hist.grad_norm)
+    res.clip = {"threshold": cfg.clip_norm, "steps": hist.n_steps, "clipped": hist.n_clipped,
+                "fraction": hist.clip_fraction, "median_norm": float(np.median(norms)),
+                "max_norm": float(norms.max())}
+
+    def add(name, weights, acts, acc, nbytes):
+        res.rows.append({"model": name, "weights": weights, "activations": acts,
+                         "accuracy": float(acc), "bytes": int(nbytes)})
+
+    # 2. float baselines -----------------------------------------------------------------
+    _say(cfg, "[2/5] evaluating float32 and float16")
+    add("float32", "float32", "float32", model.accuracy(x_te, y_te), model_size_bytes(model, "float32").total)
+    add("float16", "float16", "float16", to_float16(model).accuracy(x_te, y_te),
+        model_size_bytes(model, "float16").total)
+
+    # 3. post-training int8 ---------------------------------------------------------------
+    _say(cfg, f"[3/5] post-training int8 quantization (calibrated on {len(calib)} training images), "
+              "integer-only inference")
+    q8 = quantize_model(model, calib, weight_scheme="tflite_int8_weights", bits=8)
+    add("int8 PTQ per-channel", "int8 /channel", "int8", q8.accuracy(x_te, y_te), q8.size_bytes())
+    q8t = quantize_model(model, calib, weight_scheme="tflite_int8_weights_per_tensor", bits=8)
+    add("int8 PTQ per-tensor", "int8 /tensor", "int8", q8t.accuracy(x_te, y_te), q8t.size_bytes())
+
+    # 4. low-bit weights: post-training, then QAT -----------------------------------------
+    b = cfg.low_bits
+    _say(cfg, f"[4/5] {b}-bit weights: post-training, then {cfg.qat_epochs} epochs of "
+              "quantization-aware training")
+    qlow = quantize_model(model, calib, weight_scheme="tflite_int8_weights", bits=b)
+    add(f"int{b} PTQ per-channel", f"int{b} /channel", "int8", qlow.accuracy(x_te, y_te), qlow.size_bytes())
+    qat = prepare_qat(model, weight_bits=b, act_bits=8)
+    qat.calibrate(calib)
+    qat_hist = fit(qat, SGD(lr=cfg.qat_lr, momentum=cfg.momentum), x_tr, y_tr, epochs=cfg.qat_epochs,
+                   batch_size=cfg.batch_size, seed=cfg.seed + 1, validation=(x_te, y_te),
+                   grad_transform=clip.GlobalNorm(cfg.clip_norm), verbose=cfg.verbose)
+    qat.eval()
+    qlow_qat = quantize_model(qat.to_float(), calib, weight_scheme="tflite_int8_weights", bits=b)
+    add(f"int{b} QAT per-channel", f"int{b} /channel", "int8", qlow_qat.accuracy(x_te, y_te),
+        qlow_qat.size_bytes())
+
+    # 5. figures ---------------------------------------------------------------------------
+    if cfg.figures:
+        _say(cfg, "[5/5] writing figures")
+        res.figures = _figures(cfg, model, hist, q8, qlow, qlow_qat, qat_hist)
+    res.seconds = time.perf_counter() - t_start
+    return res
+
+
+def _figures(cfg, model, hist, q8, qlow, qlow_qat, qat_hist) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from .plots import (figures_dir, plot_grad_norms, plot_training_curves,
+                        plot_weight_histograms, save_figure)
+
+    out = Path(cfg.out) if cfg.out else figures_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    plot_grad_norms(hist, ax=ax, threshold=cfg.clip_norm)
+    ax.set_title(f"Gradient norms while training (clipped to {cfg.clip_norm} at "
+                 f"{100 * hist.clip_fraction:.0f}% of steps)")
+    paths.append(save_figure(fig, out / "main_grad_norms.png"))
+    plt.close(fig)
+
+    axes = plot_training_curves(hist)
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle("Float training with global-norm clipping")
+    paths.append(save_figure(fig, out / "main_training_curves.png"))
+    plt.close(fig)
+
+    for name, qm in (("int8", q8), (f"int{cfg.low_bits}_ptq", qlow), (f"int{cfg.low_bits}_qat", qlow_qat)):
+        drawn = plot_weight_histograms(model, qm)
+        fig = drawn if hasattr(drawn, "savefig") else np.ravel(drawn)[0].figure
+        paths.append(save_figure(fig, out / f"main_weight_histograms_{name}.png"))
+        plt.close(fig)
+
+    axes = plot_training_curves(qat_hist)
+    fig = np.ravel(axes)[0].figure
+    fig.suptitle(f"Quantization-aware fine-tuning, {cfg.low_bits}-bit weights")
+    paths.append(save_figure(fig, out / "main_qat_curves.png"))
+    plt.close(fig)
+    return paths
+
+
+def report(res: PipelineResult, cfg: PipelineConfig) -> str:
+    c = res.clip
+    f32 = res.rows[0]["accuracy"]
+    int8 = res.row("int8 PTQ per-channel")["accuracy"]
+    b = cfg.low_bits
+    ptq = res.row(f"int{b} PTQ per-channel")["accuracy"]
+    qat = res.row(f"int{b} QAT per-channel")["accuracy"]
+    lost = f32 - ptq
+    lines = [
+        "",
+        f"Results on {cfg.dataset} test set (MLP {list(cfg.hidden)} hidden, seed {cfg.seed}):",
+        res.table(),
+        "",
+        f"clipping: global L2 norm <= {c['threshold']}: clipped {c['clipped']} of {c['steps']} steps "
+        f"({100 * c['fraction']:.1f}%); median gradient norm {c['median_norm']:.3g}, "
+        f"largest {c['max_norm']:.3g}",
+        f"int8 (integer-only, TFLite fixed-point requantization) vs float32: "
+        f"{100 * (int8 - f32):+.2f} points",
+        f"int{b} weights: post-training loses {100 * lost:.2f} points; QAT recovers "
+        f"{100 * (qat - ptq):.2f} of them"
+        + (f" ({100 * (qat - ptq) / lost:.0f}%)" if lost > 0 else ""),
+    ]
+    if res.figures:
+        lines.append("figures: " + ", ".join(str(p) for p in res.figures))
+    lines.append(f"done in {res.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nnref",
+        description="Train with gradient clipping, quantize, run integer-only inference, "
+                    "fine-tune a low-bit model with QAT; print a results table and write figures. "
+                    "Other commands: `python -m nnref train --help`, `python -m nnref download-mnist DIR`.")
+    d = PipelineConfig()
+    p.add_argument("--dataset", default=d.dataset, choices=["digits", "mnist"])
+    p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (--dataset mnist)")
+    p.add_argument("--out", default=None, help="figures folder (default: the checkout's figures/)")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--qat-epochs", type=int, default=d.qat_epochs)
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm)
+    p.add_argument("--low-bits", type=int, default=d.low_bits, choices=range(2, 9), metavar="{2..8}")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-figures", action="store_true", help="skip writing figures")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the report")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = PipelineConfig(dataset=args.dataset, data_dir=args.data_dir, out=args.out,
+                         hidden=tuple(args.hidden), epochs=args.epochs, qat_epochs=args.qat_epochs,
+                         clip_norm=args.clip_norm, low_bits=args.low_bits, seed=args.seed,
+                         figures=not args.no_figures, verbose=not args.quiet)
+    res = run(cfg)
+    print(report(res, cfg))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
