@@ -1,0 +1,470 @@
+"""Quantization-aware training (QAT): train through the rounding the integer model will do.
+
+Jacob et al. 2018 ("Quantization and Training of Neural Networks for Efficient
+Integer-Arithmetic-Only Inference", arXiv 1712.05877, section 3) fine-tune a float model
+whose forward pass *simulates* quantization: weights and activations go through
+``fake_quantize`` (quantize then dequantize, so they take exactly the values the integer
+model will see), while the backward pass treats rounding as the identity inside the
+representable range and as 0 outside it (the straight-through estimator, STE; Bengio et
+al. 2013, arXiv 1308.3432). PyTorch's ``FakeQuantize`` modules implement the same scheme
+(observer, then fake quantization, then a straight-through backward zero where clamped);
+nnref follows them, except for the rounding and observation details stated below.
+
+The simulated network, for ``MLP([n0, n1, ..., nL])``::
+
+    h_0 = FQ_in(x)                                  activation fake-quant (moving-average range)
+    z_l = h_{l-1} @ FQ_w(W_l) + b_l                 weights fake-quantized per output channel
+    h_l = FQ_l(act(z_l))      (l < L)               ReLU etc., then activation fake-quant
+    logits = FQ_L(z_L)
+
+Each ``FQ`` is ``fake_quantize`` with its own ``QParams``:
+
+- weights (``QATLinear``): scale(s) chosen from the *current* weights at every forward
+  (per-channel min-max, as PyTorch's per-channel weight observer during QAT), symmetric
+  narrow range by default (TensorFlow Lite's weight scheme at ``weight_bits``);
+- activations (``ActivationFakeQuantize``): int8 asymmetric per tensor (TensorFlow Lite's
+  activation scheme at ``act_bits``), range from a ``MovingAverageMinMaxObserver``.
+
+Backward (STE), with ``g = dL/dz`` and ``m`` the in-range mask of the weights::
+
+    dW = (h^T @ g) * m        db = sum_batch g        dh = g @ FQ_w(W)^T
+
+and through an activation fake-quant ``dL/dx = dL/dout * [x in range]``. The scales are
+not trained (no gradient flows to them; learned-scale methods such as LSQ, Esser et al.
+2020, would add one).
+
+The bias stays float during QAT. At conversion it becomes an int32 with scale
+``s_in * s_w[c]`` (TensorFlow Lite's bias rule), so its rounding error is at most
+``M / 2`` output steps, ``M = s_in * s_w[c] / s_out`` being the layer's requantization
+multiplier (well below 1 in practice): fine-grained enough not to simulate (PyTorch's
+and TensorFlow's QAT leave the bias float too).
+
+Rounding: ``rounding="half_away"`` (default) rounds ties away from zero everywhere, as
+TensorFlow Lite's ``std::round`` and as nnref's integer model does for its weights and
+input (:mod:`nnref.quant.convert`), so ``quantize_model(qat.to_float(), ...,
+bits=weight_bits)`` stores exactly the weights this simulation used. ``"half_even"`` is
+PyTorch's fake-quant rounding; weights exactly at a tie then differ by one step from the
+converted ones.
+
+What the simulation does *not* reproduce exactly (the "rounding-mode details"): the
+integer model rounds the bias to its int32 grid, represents each requantization
+multiplier ``s_in * s_w / s_out`` as a 31-bit fixed-point number, rounds its ties upward
+(fixed point) and divides its input in float32, while the simulation adds a float bias,
+rounds ``z / s_out`` directly and divides in float64; the simulation's sums carry float32
+rounding. Each of these can move an output by one integer step, rarely. And the converted
+model's activation ranges come from its own calibration (min-max on the calibration
+data, through the float model with the latent weights), not from the QAT observers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnref._checks import check_int_in_range, describe
+from nnref.layers import Layer, Linear
+from nnref.mlp import MLP
+from nnref.quant.observers import MovingAverageMinMaxObserver
+from nnref.quant.ops import ROUNDING_MODES, fake_quantize_with_mask
+from nnref.quant.qparams import TFLITE_INT8_ACTIVATIONS, QParams, QScheme, get_scheme
+
+__all__ = ["QATLinear", "ActivationFakeQuantize", "QATMLP", "prepare_qat", "MAX_QAT_BITS"]
+
+#: Widest weight/activation width QAT simulates: the integer model stores int8.
+MAX_QAT_BITS = 8
+
+
+def _check_rounding(rounding) -> str:
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
+    return rounding
+
+
+def _ste(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``grad`` where ``mask``, else 0: ``fake_quantize_backward`` without its finiteness
+    check, so that a diverged run's NaN gradient reaches ``fit`` (which records it)."""
+    return np.where(mask, grad, np.zeros((), dtype=grad.dtype))
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    return bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
+
+
+class QATLinear(Linear):
+    """Linear layer whose forward uses fake-quantized weights (STE backward).
+
+    Forward, with ``qp = weight_scheme.for_tensor(W)`` chosen from the current weights
+    (per output channel = column of ``W`` for the default TensorFlow Lite scheme)::
+
+        W_fq, m = fake_quantize_with_mask(W, qp)     (in, out), mask (in, out) bool
+        y = x @ W_fq + b                              (B, out)
+
+    Backward (straight-through estimator; PyTorch's per-channel fake-quant backward)::
+
+        dW = (x^T @ g) * m      db = sum_batch g      dx = g @ W_fq^T
+
+    With min-max ranges from the weights themselves nothing is clamped, so ``m`` is all
+    True: the STE then passes the whole gradient to the latent float ``W`` (the mask is
+    kept so the rule is the general one). Shapes and dtypes as
+    :class:`~nnref.layers.Linear`; ``W``/``b`` are the latent float parameters the
+    optimizer updates. After a forward, ``weight_qparams``, ``W_fq`` and ``weight_mask``
+    hold what that forward used.
+
+    ``rounding``: ``"half_away"`` (default; TensorFlow Lite, and nnref's converter) or
+    ``"half_even"`` (PyTorch). Non-finite weights (a diverged run) pass through
+    unquantized, so the NaN reaches the loss and :func:`nnref.train.fit` records the
+    divergence instead of the quantizer raising.
+    """
+
+    def __init__(self, in_features: int, out_features: int, weight_scheme="tflite_int8_weights",
+                 rounding: str = "half_away", init: str = "he", seed=0, dtype=np.float32,
+                 gain: float = 1.0):
+        super().__init__(in_features, out_features, init=init, seed=seed, dtype=dtype, gain=gain)
+        self.weight_scheme: QScheme = get_scheme(weight_scheme)
+        self.rounding = _check_rounding(rounding)
+        self.weight_qparams: QParams | None = None
+        self.W_fq: np.ndarray | None = None
+        self.weight_mask: np.ndarray | None = None
+
+    @classmethod
+    def from_linear(cls, linear: Linear, weight_scheme="tflite_int8_weights",
+                    rounding: str = "half_away") -> "QATLinear":
+        """A QATLinear holding copies of ``linear``'s ``W`` and ``b``."""
+        if not isinstance(linear, Linear):
+            raise TypeError(f"linear: expected a Linear layer, got {describe(linear)}")
+        new = cls(linear.in_features, linear.out_features, weight_scheme, rounding,
+                  dtype=linear.W.dtype)
+        new.W = linear.W.copy()
+        new.b = linear.b.copy()
+        return new
+
+    def quantize_weights(self) -> tuple[np.ndarray, np.ndarray, QParams | None]:
+        """``(W_fq, mask, qparams)`` for the current weights (see the class docstring)."""
+        if not _all_finite(self.W):
+            return self.W, np.ones(self.W.shape, dtype=bool), None
+        qp = self.weight_scheme.for_tensor(self.W)
+        W_fq, mask = fake_quantize_with_mask(self.W, qp, self.rounding)
+        return W_fq, mask, qp
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
+            )
+        x = x.astype(self.W.dtype, copy=False)
+        self.W_fq, self.weight_mask, self.weight_qparams = self.quantize_weights()
+        self._x = x
+        y = x @ self.W_fq
+        y += self.b
+        return y
+
+    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Store ``dW = (x^T g) * mask`` and ``db``; return ``g @ W_fq^T`` (or None)."""
+        x = self._x
+        g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
+        self.dW = _ste(x.T @ g, self.weight_mask)
+        self.db = g.sum(axis=0)
+        return g @ self.W_fq.T if input_grad else None
+
+    def per_example_grads(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``dW_i = outer(x_i, g_i) * mask`` (B, in, out) and ``db_i = g_i`` (B, out)."""
+        dW, db = super().per_example_grads(grad_out)
+        return dW * self.weight_mask, db
+
+    def __repr__(self) -> str:
+        return (f"QATLinear({self.in_features}, {self.out_features}, "
+                f"weight_bits={self.weight_scheme.bits}, dtype={self.W.dtype})")
+
+
+class ActivationFakeQuantize(Layer):
+    """Activation fake quantization with a moving-average range (PyTorch's FakeQuantize
+    with ``MovingAverageMinMaxObserver``; Jacob et al. 2018, section 3).
+
+    ``forward(x, observe)``: when ``observe`` is True the observer first records ``x``
+    (the first batch sets ``[min, max]``; later ones move it by ``averaging_constant``,
+    see :class:`~nnref.quant.observers.MovingAverageMinMaxObserver`) and ``qparams`` is
+    recomputed from its range; then::
+
+        out, mask = fake_quantize_with_mask(x, qparams)      qparams: affine, per tensor,
+                                                             [-2**(bits-1), 2**(bits-1) - 1]
+
+    Backward: ``dL/dx = dL/dout * mask`` (zero where ``x`` was clamped). Forward without a
+    range yet raises ``RuntimeError``. Non-finite input passes through unchanged and is
+    never observed (see :class:`QATLinear`).
+    """
+
+    def __init__(self, bits: int = 8, averaging_constant: float = 0.01,
+                 rounding: str = "half_away") -> None:
+        bits = check_int_in_range(bits, "act_bits", 2, MAX_QAT_BITS)
+        self.scheme: QScheme = TFLITE_INT8_ACTIVATIONS.with_bits(bits)
+        self.observer = MovingAverageMinMaxObserver(averaging_constant)
+        self.rounding = _check_rounding(rounding)
+        self.qparams: QParams | None = None
+        self.mask: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the observed range."""
+        self.observer = MovingAverageMinMaxObserver(self.observer.averaging_constant)
+        self.qparams = None
+
+    def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
+        if not _all_finite(x):
+            self.mask = np.ones(x.shape, dtype=bool)
+            return x
+        if observe:
+            self.observer.observe(x)
+            self.qparams = self.observer.qparams(self.scheme)
+        if self.qparams is None:
+            raise RuntimeError(
+                "ActivationFakeQuantize: no activation range yet; call calibrate(x) on the "
+                "QATMLP or take a training step first"
+            )
+        out, self.mask = fake_quantize_with_mask(x, self.qparams, self.rounding)
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        grad_out = self._check_grad(grad_out, None if self.mask is None else self.mask.shape)
+        return _ste(grad_out, self.mask)
+
+    def __repr__(self) -> str:
+        return f"ActivationFakeQuantize(bits={self.scheme.bits}, qparams={self.qparams!r})"
+
+
+class QATMLP(MLP):
+    """An :class:`~nnref.mlp.MLP` whose forward simulates the quantized model.
+
+    Build it with :func:`prepare_qat`. Layers, for ``MLP([n0, ..., nL])`` (the
+    ``ActivationFakeQuantize`` layers are absent when ``act_bits`` is None)::
+
+        ActivationFakeQuantize, QATLinear, act, ActivationFakeQuantize, ..., QATLinear,
+        ActivationFakeQuantize
+
+    ``params``/``grads`` are keyed ``W1, b1, ...`` and hold the latent float parameters,
+    so :func:`nnref.train.fit`, the optimizers and every clipper work unchanged.
+
+    Modes. In training mode (the default; :meth:`train`) each *training step*, i.e. each
+    :meth:`loss_and_grads` call (what ``fit`` calls once per batch), first moves the
+    activation ranges with that batch, then fake-quantizes with the new ranges (PyTorch's
+    order). Evaluation calls (``forward``, ``loss``, ``predict``, ``accuracy``, which
+    ``fit`` also runs on the whole training and validation sets at the end of each epoch)
+    use the current ranges and never move them, so evaluation data never leaks into the
+    ranges. (PyTorch moves them in every training-mode forward.) In eval mode
+    (:meth:`eval`) the observers are frozen entirely. ``forward(x, observe=True)`` moves
+    them explicitly, for hand-written training loops.
+
+    ``calibrate(x)`` resets the ranges and sets them from ``x`` (recommended before
+    fine-tuning: the first training batch otherwise sets them). ``to_float()`` returns
+    the latent float model, which ``nnref.quant.convert.quantize_model(...,
+    bits=weight_bits)`` quantizes with exactly the weight quantization simulated here.
+    ``save`` writes the latent float weights as a plain MLP file (``MLP.load`` reads it).
+    """
+
+    def __init__(self, model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
+                 weight_scheme="tflite_int8_weights", averaging_constant: float = 0.01,
+                 rounding: str = "half_away"):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model: expected an MLP, got {describe(model)}")
+        if isinstance(model, QATMLP):
+            raise TypeError("model: expected a float MLP, got a QATMLP (use its to_float())")
+        if model.dtype not in (np.float32, np.float64):
+            raise TypeError(
+                f"model: expected a float32 or float64 MLP (float16 cannot hold the fake-"
+                f"quantized grid exactly), got dtype {model.dtype}"
+            )
+        self.weight_bits = check_int_in_range(weight_bits, "weight_bits", 2, MAX_QAT_BITS)
+        self.act_bits = None if act_bits is None else check_int_in_range(
+            act_bits, "act_bits", 2, MAX_QAT_BITS)
+        self.weight_scheme = get_scheme(weight_scheme).with_bits(self.weight_bits)
+        self.rounding = _check_rounding(rounding)
+        # Checked here even when act_bits is None (no observer would check it).
+        self.averaging_constant = MovingAverageMinMaxObserver(averaging_constant).averaging_constant
+        self.layer_sizes = list(model.layer_sizes)
+        self.activation = model.activation
+        self.init = model.init
+        self.dtype = model.dtype
+        self.training = True
+        self._step = False  # True only inside loss_and_grads: the forward of a training step
+
+        def act_fq() -> list[Layer]:
+            if self.act_bits is None:
+                return []
+            return [ActivationFakeQuantize(self.act_bits, averaging_constant, self.rounding)]
+
+        self.layers = act_fq()
+        n_linear = len(model.linears)
+        k = 0
+        for layer in model.layers:
+            if isinstance(layer, Linear):
+                self.layers.append(QATLinear.from_linear(layer, self.weight_scheme, self.rounding))
+                k += 1
+                if k == n_linear:  # logits
+                    self.layers += act_fq()
+            else:  # the activation after a hidden Linear: quantize its output
+                self.layers.append(_copy_layer(layer))
+                self.layers += act_fq()
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def activation_quantizers(self) -> list[ActivationFakeQuantize]:
+        """The activation fake-quant layers in order: input, each hidden output, logits."""
+        return [layer for layer in self.layers if isinstance(layer, ActivationFakeQuantize)]
+
+    @property
+    def weight_qparams(self) -> list[QParams | None]:
+        """Per Linear layer, the weight ``QParams`` the current weights quantize with."""
+        return [lin.quantize_weights()[2] for lin in self.linears]
+
+    @property
+    def activation_qparams(self) -> list[QParams | None]:
+        """Per activation quantizer (input, hidden outputs, logits), its current QParams."""
+        return [fq.qparams for fq in self.activation_quantizers]
+
+    # ---------------------------------------------------------------- modes
+    def train(self) -> "QATMLP":
+        """Training mode: training steps move the activation ranges. Returns self."""
+        self.training = True
+        return self
+
+    def eval(self) -> "QATMLP":
+        """Eval mode: activation ranges frozen. Returns self."""
+        self.training = False
+        return self
+
+    def calibrate(self, x, batch_size: int | None = None) -> "QATMLP":
+        """Reset the activation ranges and set them from ``x`` (any mode). Returns self.
+
+        With ``batch_size=None`` the whole of ``x`` is one batch, so each range is exactly
+        the min-max range of that activation over ``x``; with batches the moving average
+        runs over them in order. Weights are not touched.
+        """
+        x = self._check_x(x)
+        n = x.shape[0]
+        bs = n if batch_size is None else check_int_in_range(batch_size, "batch_size", 1, 10**9)
+        for fq in self.activation_quantizers:
+            fq.reset()
+        for start in range(0, n, bs):
+            self._forward(x[start:start + bs], observe=True)
+        return self
+
+    # ---------------------------------------------------------------- forward / backward
+    def forward(self, x: np.ndarray, observe: bool | None = None) -> np.ndarray:
+        """Simulated-quantized logits ``(B, n_outputs)``.
+
+        ``observe``: move the activation ranges with this batch first. Default: only
+        inside a training step (:meth:`loss_and_grads`) in training mode. ``True`` in eval
+        mode is an error (the observers are frozen).
+        """
+        if observe is None:
+            observe = self._step and self.training
+        elif observe and not self.training:
+            raise ValueError("observe: the activation observers are frozen in eval mode; "
+                             "call train() first")
+        return self._forward(self._check_x(x), bool(observe))
+
+    def _forward(self, h: np.ndarray, observe: bool) -> np.ndarray:
+        for layer in self.layers:
+            if isinstance(layer, ActivationFakeQuantize):
+                h = layer.forward(h, observe=observe)
+            else:
+                h = layer.forward(h)
+        return h
+
+    def forward_trace(self, x: np.ndarray) -> list[np.ndarray]:
+        """The fake-quantized tensors the simulation produces, without moving any range:
+        ``[h_0, h_1, ..., logits]`` (``h_0`` the quantized input, ``h_l`` layer l's output
+        after its activation and fake quantization). Needs ``act_bits``."""
+        if self.act_bits is None:
+            raise ValueError("forward_trace: needs activation quantizers (act_bits is None)")
+        h = self._check_x(x)
+        out = []
+        for layer in self.layers:
+            h = layer.forward(h)
+            if isinstance(layer, ActivationFakeQuantize):
+                out.append(h)
+        return out
+
+    def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
+        """One training step: ``(loss, grads)``. In training mode this batch first moves
+        the activation ranges (see the class docstring)."""
+        self._step = True
+        try:
+            value, dlogits = self.loss(x, labels, loss)
+        finally:
+            self._step = False
+        return value, self.backward(dlogits)
+
+    def backward(self, dlogits: np.ndarray) -> dict[str, np.ndarray]:
+        """STE backpropagation through every layer down to the first Linear (the input
+        quantizer has no parameters and nothing below it needs a gradient)."""
+        first = next(i for i, layer in enumerate(self.layers) if isinstance(layer, Linear))
+        g = dlogits
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, Linear):
+                g = layer.backward(g, input_grad=i > first)
+            else:
+                g = layer.backward(g)
+        return self.grads
+
+    # ---------------------------------------------------------------- conversion
+    def to_float(self, fake_quantized: bool = False) -> MLP:
+        """A plain float :class:`MLP` with this model's latent weights and biases (copies).
+
+        With ``fake_quantized=True`` the weights are instead ``FQ_w(W)``, the values the
+        simulated forward multiplies by (activations are not quantized in the result).
+        """
+        model = MLP(self.layer_sizes, activation=self.activation, init=self.init, dtype=self.dtype)
+        layers = []
+        for layer in self.layers:
+            if isinstance(layer, QATLinear):
+                lin = Linear(layer.in_features, layer.out_features, dtype=self.dtype)
+                lin.W = (layer.quantize_weights()[0] if fake_quantized else layer.W).copy()
+                lin.b = layer.b.copy()
+                layers.append(lin)
+            elif not isinstance(layer, ActivationFakeQuantize):
+                layers.append(_copy_layer(layer))  # keeps settings such as LeakyReLU's alpha
+        model.layers = layers
+        return model
+
+    @classmethod
+    def load(cls, path) -> "QATMLP":
+        raise TypeError("QATMLP.load: QAT state is not saved; load the float model with "
+                        "MLP.load(path) and call prepare_qat on it")
+
+    def __repr__(self) -> str:
+        return (f"QATMLP({self.layer_sizes}, activation={self.activation!r}, "
+                f"weight_bits={self.weight_bits}, act_bits={self.act_bits}, "
+                f"mode={'train' if self.training else 'eval'})")
+
+
+def _copy_layer(layer: Layer) -> Layer:
+    """A fresh activation layer of the same type and settings, with no cache."""
+    new = type(layer).__new__(type(layer))
+    new.__dict__.update({k: v for k, v in layer.__dict__.items() if not k.startswith("_")})
+    for k in layer.__dict__:
+        if k.startswith("_"):
+            setattr(new, k, None)
+    return new
+
+
+def prepare_qat(model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
+                weight_scheme="tflite_int8_weights", averaging_constant: float = 0.01,
+                rounding: str = "half_away") -> QATMLP:
+    """A :class:`QATMLP` for fine-tuning ``model`` (a trained float MLP; left untouched).
+
+    Args:
+        model: float32 or float64 ``MLP``; its weights and biases are copied.
+        weight_bits: 2..8. Weights are fake-quantized with ``weight_scheme`` at this width
+            (default TensorFlow Lite's: symmetric, narrow range ``[-(2**(b-1) - 1),
+            2**(b-1) - 1]``, one scale per output channel, ``scale = max|w| / qmax``).
+        act_bits: 2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
+            ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
+        weight_scheme: a ``QScheme`` or preset name (its ``bits`` is replaced by
+            ``weight_bits``).
+        averaging_constant: the observers' moving-average constant, in (0, 1].
+        rounding: ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
+            ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
+
+    Activation ranges start empty: call ``calibrate(x)`` or let the first training step
+    set them.
+    """
+    return QATMLP(model, weight_bits, act_bits, weight_scheme, averaging_constant, rounding)
