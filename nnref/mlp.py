@@ -267,7 +267,8 @@ class MLP:
         ``FileNotFoundError``) naming the file."""
         path = os.fspath(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # Open the file ourselves so it is closed even when np.load refuses it.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise

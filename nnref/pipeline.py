@@ -133,35 +133,41 @@ def run(cfg: PipelineConfig | None = None) -> PipelineResult:
     _say(cfg, f"[3/5] post-training int8 quantization (calibrated on {len(calib)} training images), "
               "integer-only inference")
     q8 = quantize_model(model, calib, weight_scheme="tflite_int8_weights", bits=8)
-    add("int8 PTQ per-channel", "int8 /channel", "int8", q8.accuracy(x_te, y_te), q8.size_bytes())
+    # Sizes are what a stored model holds (report.model_size_bytes: weights, int32 biases,
+    # scales, zero points), the same count for every row; multipliers derive from scales.
+    add("int8 PTQ per-channel", "int8 /channel", "int8", q8.accuracy(x_te, y_te),
+        model_size_bytes(model, "int8").total)
     q8t = quantize_model(model, calib, weight_scheme="tflite_int8_weights_per_tensor", bits=8)
-    add("int8 PTQ per-tensor", "int8 /tensor", "int8", q8t.accuracy(x_te, y_te), q8t.size_bytes())
+    add("int8 PTQ per-tensor", "int8 /tensor", "int8", q8t.accuracy(x_te, y_te),
+        model_size_bytes(model, "int8", per_channel=False).total)
 
     # 4. low-bit weights: post-training, then QAT -----------------------------------------
     b = cfg.low_bits
     _say(cfg, f"[4/5] {b}-bit weights: post-training, then {cfg.qat_epochs} epochs of "
               "quantization-aware training")
     qlow = quantize_model(model, calib, weight_scheme="tflite_int8_weights", bits=b)
-    add(f"int{b} PTQ per-channel", f"int{b} /channel", "int8", qlow.accuracy(x_te, y_te), qlow.size_bytes())
+    add(f"int{b} PTQ per-channel", f"int{b} /channel", "int8", qlow.accuracy(x_te, y_te),
+        model_size_bytes(model, f"int{b}").total)
     qat = prepare_qat(model, weight_bits=b, act_bits=8)
     qat.calibrate(calib)
     qat_hist = fit(qat, Adam(lr=cfg.qat_lr), x_tr, y_tr, epochs=cfg.qat_epochs,
                    batch_size=cfg.batch_size, seed=cfg.seed + 1, validation=(x_te, y_te),
                    grad_transform=clip.GlobalNorm(cfg.clip_norm), verbose=cfg.verbose)
     qat.eval()
-    qlow_qat = quantize_model(qat.to_float(), calib, weight_scheme="tflite_int8_weights", bits=b)
+    qat_float = qat.to_float()
+    qlow_qat = quantize_model(qat_float, calib, weight_scheme="tflite_int8_weights", bits=b)
     add(f"int{b} QAT per-channel", f"int{b} /channel", "int8", qlow_qat.accuracy(x_te, y_te),
-        qlow_qat.size_bytes())
+        model_size_bytes(model, f"int{b}").total)
 
     # 5. figures ---------------------------------------------------------------------------
     if cfg.figures:
         _say(cfg, "[5/5] writing figures")
-        res.figures = _figures(cfg, model, hist, q8, qlow, qlow_qat, qat_hist)
+        res.figures = _figures(cfg, model, hist, q8, qlow, qat_float, qlow_qat, qat_hist)
     res.seconds = time.perf_counter() - t_start
     return res
 
 
-def _figures(cfg, model, hist, q8, qlow, qlow_qat, qat_hist) -> list[Path]:
+def _figures(cfg, model, hist, q8, qlow, qat_float, qlow_qat, qat_hist) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from .plots import (figures_dir, plot_grad_norms, plot_training_curves,
@@ -184,9 +190,15 @@ def _figures(cfg, model, hist, q8, qlow, qlow_qat, qat_hist) -> list[Path]:
     paths.append(save_figure(fig, out / "main_training_curves.png"))
     plt.close(fig)
 
-    for name, qm in (("int8", q8), (f"int{cfg.low_bits}_ptq", qlow), (f"int{cfg.low_bits}_qat", qlow_qat)):
-        drawn = plot_weight_histograms(model, qm)
+    b = cfg.low_bits
+    for name, float_model, qm, title in (
+        ("int8", model, q8, "int8 weights, post-training"),
+        (f"int{b}_ptq", model, qlow, f"int{b} weights, post-training"),
+        (f"int{b}_qat", qat_float, qlow_qat, f"int{b} weights after quantization-aware training"),
+    ):
+        drawn = plot_weight_histograms(float_model, qm)
         fig = drawn if hasattr(drawn, "savefig") else np.ravel(drawn)[0].figure
+        fig.suptitle(f"Float weights (before) and quantized (after): {title}")
         paths.append(save_figure(fig, out / f"main_weight_histograms_{name}.png"))
         plt.close(fig)
 

@@ -237,6 +237,9 @@ def _epoch_lines(ax, train, val, what: str, scale: float = 1.0, **kw) -> None:
     if val:
         ax.plot(np.arange(1, len(val) + 1), scale * _finite_or_nan(val), color=STYLE["val"],
                 label=f"validation{what}", **kw)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
 
 
 def plot_training_curves(history: History, axes: Axes | Sequence[Axes] | None = None,
@@ -404,3 +407,294 @@ def figures_dir(create: bool = True) -> Path:
 # --- quantization ---------------------------------------------------------------------
 # (Weight and activation histograms, quantization-error plots: added by the quantization
 # work. Same conventions as above: optional ``ax``, return the Axes, STYLE colours.)
+#
+# Three figures about what int8 conversion does to a network:
+#
+# * plot_weight_histograms: a layer's float weights and the same weights after
+#   quantization (dequantized), with the grid they were rounded onto;
+# * plot_quantization_error: the error per layer, of the weights and (given inputs) of
+#   each layer's output in the integer model, as SQNR or MSE;
+# * plot_channel_ranges: each output channel's weight range against the one range a
+#   per-tensor scale must cover (why per-channel scales help).
+
+import math  # noqa: E402
+
+from .layers import Linear  # noqa: E402
+from .mlp import MLP  # noqa: E402
+from .quant.convert import QuantizedMLP  # noqa: E402
+from .quant.ops import dequantize, quantize  # noqa: E402
+from .quant.qparams import QParams  # noqa: E402
+
+__all__ += ["plot_weight_histograms", "plot_quantization_error", "plot_channel_ranges"]
+
+STYLE.setdefault("grid_levels", "#555555")  # the points of a quantization grid
+STYLE.setdefault("per_tensor", "#d62728")  # a range shared by a whole tensor
+_MAX_GRID_LINES = 33  # more grid levels than this are drawn as a rug, not full-height lines
+
+
+def _layer_weights(model_or_weights, name: str) -> list[np.ndarray]:
+    """Float weight matrices (in, out): of an MLP, of a QuantizedMLP (dequantized), or one array."""
+    if isinstance(model_or_weights, MLP):
+        return [np.asarray(lin.W, dtype=np.float64) for lin in model_or_weights.linears]
+    if isinstance(model_or_weights, QuantizedMLP):
+        return [dequantize(layer.w_q, layer.w_qparams).astype(np.float64) for layer in model_or_weights.layers]
+    if isinstance(model_or_weights, np.ndarray):
+        if model_or_weights.ndim != 2 or model_or_weights.dtype.kind not in "iuf" or model_or_weights.size == 0:
+            raise ValueError(f"{name}: expected a non-empty 2-D weight matrix (in, out), got {describe(model_or_weights)}")
+        w = model_or_weights.astype(np.float64)
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"{name}: expected finite weights")
+        return [w]
+    raise TypeError(f"{name}: expected an MLP, a QuantizedMLP or a 2-D array, got {describe(model_or_weights)}")
+
+
+def _pick_layers(n: int, layer) -> list[int]:
+    if layer is None:
+        return list(range(n))
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
+        raise ValueError(f"layer: expected None or a layer index in [{-n}, {n - 1}], got {layer!r}")
+    return [int(layer) % n]
+
+
+def _panel_axes(ax, n: int, name: str = "ax") -> list:
+    """One Axes per panel: a new row of subplots, the given Axes (n == 1), or n given Axes."""
+    if ax is None:
+        w, h = STYLE["figsize"]
+        _, grid = _pyplot().subplots(1, n, figsize=(min(w * n, 16.0), h), squeeze=False, layout="constrained")
+        return list(grid[0])
+    if _is_axes(ax) and n == 1:
+        return [ax]
+    if isinstance(ax, (list, tuple, np.ndarray)) and len(ax) == n and all(_is_axes(a) for a in np.ravel(ax)):
+        return list(np.ravel(ax))
+    raise TypeError(f"{name}: expected None, {'an Axes' if n == 1 else f'a sequence of {n} Axes (one per layer)'}, "
+                    f"got {describe(ax)}")
+
+
+def _return_panels(axs: list, single: bool):
+    return axs[0] if single else np.array(axs, dtype=object)
+
+
+def _draw_grid_levels(ax, levels: np.ndarray, bits: int) -> None:
+    label = f"grid: {len(levels)} levels ({bits}-bit)"
+    color = STYLE["grid_levels"]
+    if len(levels) <= _MAX_GRID_LINES:
+        for i, v in enumerate(levels):
+            ax.axvline(v, color=color, ls=":", lw=STYLE["thin_linewidth"], alpha=0.7,
+                       label=label if i == 0 else "_nolegend_")
+    else:  # a rug of short ticks along the bottom: 255 full-height lines would be a grey wash
+        ax.vlines(levels, 0.0, 0.04, transform=ax.get_xaxis_transform(), color=color,
+                  lw=STYLE["thin_linewidth"] * 0.6, label=label)
+
+
+def plot_weight_histograms(float_weights, quantized, ax=None, layer: int | None = None, bins: int = 80):
+    """A layer's float weights before quantization and after (dequantized), with the grid.
+
+    Draws, for each layer shown:
+
+    * the float weights ``W`` as a filled histogram (label "float weights (before)");
+    * the quantized weights (label "quantized (after)"): with at most 33 grid levels (5 bits
+      or fewer) a stem at every level they use, of height ``count / (n * step)``, so both
+      are densities on one axis and every weight is seen to move to its nearest level;
+      with more levels an outlined histogram on bins of whole grid steps (``bins`` is then
+      rounded so each bin holds the same number of levels), shared by the float histogram;
+    * the grid levels ``s * q`` for every integer ``q`` in ``[qmin, qmax]`` (label "grid:
+      L levels (b-bit)"): dotted vertical lines when there are at most 33 levels (5 bits
+      or fewer), a rug of short ticks along the bottom otherwise.
+
+    Per-channel weights have a different grid for every output channel. To show one grid
+    they are drawn **in units of their own channel's scale**, ``W[:, c] / s[c]`` (before)
+    and ``w_q[:, c]`` (after): every channel's grid is then the integers
+    ``qmin .. qmax``, and the x axis says so. Per-tensor weights are drawn in real units
+    on the grid ``s * q``.
+
+    Args:
+        float_weights: an :class:`~nnref.mlp.MLP` or one (in, out) weight matrix.
+        quantized: a :class:`~nnref.quant.convert.QuantizedMLP` of the same layer sizes
+            (its ``w_q`` and weight ``QParams``), or a weight ``QParams``, with which the
+            float weights are quantized here (TensorFlow Lite's half-away rounding); a
+            ``QParams`` needs one matrix or a ``layer``.
+        ax: None (new figure), one Axes (one layer), or a sequence with one Axes per layer.
+        layer: index of the layer to draw; None draws every layer of a model.
+        bins: number of histogram bins (>= 1; see above for many levels).
+
+    Returns:
+        The Axes for a single layer; for a whole model with more than one layer, a 1-D
+        ``np.ndarray`` of Axes, one per layer (a new row of subplots when ``ax`` is None).
+    """
+    weights = _layer_weights(float_weights, "float_weights")
+    if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins: expected an int >= 1, got {bins!r}")
+    if isinstance(quantized, QuantizedMLP):
+        if [w.shape for w in weights] != [layer_.w_q.shape for layer_ in quantized.layers]:
+            raise ValueError(
+                f"quantized: expected weights of shapes {[w.shape for w in weights]}, got "
+                f"{[layer_.w_q.shape for layer_ in quantized.layers]}"
+            )
+        pairs = [(layer_.w_q, layer_.w_qparams) for layer_ in quantized.layers]
+    elif isinstance(quantized, QParams):
+        pairs = None
+    else:
+        raise TypeError(f"quantized: expected a QuantizedMLP or a QParams, got {describe(quantized)}")
+    indices = _pick_layers(len(weights), layer)
+    if pairs is None:
+        if len(indices) != 1:
+            raise ValueError("layer: a QParams describes one weight matrix; pass one matrix or a layer index")
+        pairs = [None] * len(weights)
+        w = weights[indices[0]]
+        pairs[indices[0]] = (quantize(w, quantized, rounding="half_away"), quantized)
+    axs = _panel_axes(ax, len(indices))
+    for a, i in zip(axs, indices):
+        w, (w_q, qp) = weights[i], pairs[i]
+        if qp.per_channel:
+            scale, _ = qp.params_for(w.shape)
+            before, after, step = w / scale.astype(np.float64), w_q.astype(np.float64), 1.0
+            levels = np.arange(qp.qmin, qp.qmax + 1, dtype=np.float64)
+            xlabel = "weight / its channel's scale s_c (grid steps)"
+        else:
+            step = float(qp.scale)
+            before, after = w, dequantize(w_q, qp).astype(np.float64)
+            levels = step * np.arange(qp.qmin, qp.qmax + 1, dtype=np.float64)
+            xlabel = "weight value"
+        if len(levels) <= _MAX_GRID_LINES:
+            # Few levels: a fine histogram of the float weights, and a stem at each level
+            # the quantized weights use, of density count / (n * step).
+            lo, hi = min(levels[0], before.min()) - step / 2, max(levels[-1], before.max()) + step / 2
+            a.hist(before.ravel(), bins=int(bins), range=(lo, hi), density=True, histtype="stepfilled",
+                   color=STYLE["before"], alpha=0.45, label="float weights (before)")
+            used, counts = np.unique(after.ravel(), return_counts=True)
+            heights = counts / (after.size * step)
+            a.vlines(used, 0.0, heights, color=STYLE["after"], lw=STYLE["linewidth"], label="quantized (after)")
+            a.plot(used, heights, ls="none", marker="o", ms=STYLE["markersize"] * 0.6, color=STYLE["after"],
+                   label="_nolegend_")
+        else:
+            # Many levels: both as histograms on the same bins, each bin exactly m whole grid
+            # steps wide (edges halfway between levels), so the quantized histogram has no
+            # aliasing and the two differ only where rounding moved a weight across an edge.
+            m = max(1, math.ceil(len(levels) / int(bins)))
+            edges = levels[0] - step / 2 + step * m * np.arange(math.ceil(len(levels) / m) + 1)
+            a.hist(before.ravel(), bins=edges, density=True, histtype="stepfilled", color=STYLE["before"],
+                   alpha=0.45, label="float weights (before)")
+            a.hist(after.ravel(), bins=edges, density=True, histtype="step", color=STYLE["after"],
+                   lw=STYLE["linewidth"], label="quantized (after)")
+        _draw_grid_levels(a, levels, qp.bits)
+        kind = "per-channel" if qp.per_channel else "per-tensor"
+        _finish(a, f"Layer {i + 1} weights: int{qp.bits} {kind}", xlabel, "density (per unit of x)")
+    return _return_panels(axs, len(indices) == 1)
+
+
+def _sqnr_db(signal: np.ndarray, error: np.ndarray) -> float:
+    # 10 log10(signal power / noise power); NaN when there is no error (infinitely good) or
+    # no signal, which a bar chart cannot show as a height.
+    p_signal, p_error = float(np.sum(signal * signal)), float(np.sum(error * error))
+    if p_error == 0 or p_signal == 0:
+        return float("nan")
+    return 10.0 * np.log10(p_signal / p_error)
+
+
+def plot_quantization_error(float_model, quantized, x=None, ax=None, metric: str = "sqnr"):
+    """Quantization error per layer, as grouped bars.
+
+    For each Linear layer ``l``, with ``e = float - dequantized``:
+
+    * weights: ``W_l`` against ``dequantize(w_q, s_w)``;
+    * layer outputs (when ``x`` is given): the float model's output of layer ``l`` (after
+      its activation; logits for the last) against the integer model's int8 output of
+      that layer (:meth:`~nnref.quant.convert.QuantizedMLP.forward_int` with
+      ``trace=True``), dequantized with the layer's output grid. Errors of earlier layers
+      propagate, so this shows how error accumulates with depth.
+
+    ``metric="sqnr"``: signal-to-quantization-noise ratio ``10 log10(sum v**2 / sum e**2)``
+    in dB (higher is better; each bit adds about 6 dB). ``metric="mse"``: ``mean(e**2)``.
+    Every bar is labelled with its value. Returns the Axes.
+    """
+    if not isinstance(float_model, MLP):
+        raise TypeError(f"float_model: expected an MLP, got {describe(float_model)}")
+    if not isinstance(quantized, QuantizedMLP):
+        raise TypeError(f"quantized: expected a QuantizedMLP, got {describe(quantized)}")
+    if list(float_model.layer_sizes) != quantized.layer_sizes:
+        raise ValueError(f"quantized: expected layer sizes {float_model.layer_sizes}, got {quantized.layer_sizes}")
+    if metric not in ("sqnr", "mse"):
+        raise ValueError(f"metric: expected 'sqnr' or 'mse', got {metric!r}")
+    _check_ax(ax)
+
+    def measure(v: np.ndarray, v_q: np.ndarray) -> float:
+        e = v - v_q
+        return _sqnr_db(v, e) if metric == "sqnr" else float(np.mean(e * e))
+
+    groups = {"weights": [measure(lin.W.astype(np.float64), dequantize(layer.w_q, layer.w_qparams).astype(np.float64))
+                          for lin, layer in zip(float_model.linears, quantized.layers)]}
+    if x is not None:
+        x_q = quantized.quantize_input(x)  # checks x: finite, (B, in_features)
+        _, records = quantized.forward_int(x_q, trace=True)
+        # The float model's output of each Linear layer after its activation: the tensor
+        # just before the next Linear layer, or the logits.
+        h, outputs, layers = np.asarray(x).astype(float_model.dtype), [], float_model.layers
+        for k, layer_ in enumerate(layers):
+            h = layer_.forward(h)
+            if k + 1 == len(layers) or isinstance(layers[k + 1], Linear):
+                outputs.append(h.astype(np.float64))
+        groups["layer outputs on x"] = [
+            measure(out, dequantize(rec["y"], layer.out_qparams).astype(np.float64))
+            for out, rec, layer in zip(outputs, records, quantized.layers)
+        ]
+    ax = _new_ax(ax)
+    n = len(quantized.layers)
+    pos = np.arange(1, n + 1, dtype=np.float64)
+    width = 0.8 / len(groups)
+    colors = [STYLE["before"], STYLE["after"]]
+    for g, (label, values) in enumerate(groups.items()):
+        offset = (g - (len(groups) - 1) / 2) * width
+        bars = ax.bar(pos + offset, values, width=width, color=colors[g], label=label)
+        ax.bar_label(bars, labels=[f"{v:.1f}" if metric == "sqnr" else f"{v:.2g}" for v in values], fontsize=8)
+    ax.set_xticks(pos, [f"layer {i}" for i in range(1, n + 1)])
+    what = "SQNR (dB, higher is better)" if metric == "sqnr" else "MSE (squared value units)"
+    bits = quantized.weight_bits
+    _finish(ax, f"Quantization error per layer (int{bits} weights, int8 activations)", "Linear layer", what)
+    return ax
+
+
+def plot_channel_ranges(model_or_weights, ax=None, layer: int | None = None):
+    """Each output channel's weight range against the single range of a per-tensor scale.
+
+    For a weight matrix ``W`` (in, out), draws against the channel index ``c``:
+
+    * a vertical bar from ``min_k W[k, c]`` to ``max_k W[k, c]`` (label "channel min..max");
+    * markers at ``±max_k |W[k, c]|``, the symmetric range a per-channel scale covers,
+      ``s_c = max|W[:, c]| / 127`` at 8 bits (label "per-channel range");
+    * dashed horizontal lines at ``±max |W|``, the range a per-tensor scale must cover
+      (label "per-tensor range").
+
+    The title gives ``max|W| / median_c max|W[:, c]|``: how many times coarser the
+    per-tensor grid is than the typical channel's own grid.
+
+    Args:
+        model_or_weights: an MLP, a QuantizedMLP (its dequantized weights) or one (in, out)
+            array.
+        ax: None, one Axes (one layer) or one Axes per layer.
+        layer: index of the layer to draw; None draws every layer.
+
+    Returns:
+        The Axes for one layer; a 1-D ``np.ndarray`` of Axes for several.
+    """
+    weights = _layer_weights(model_or_weights, "model_or_weights")
+    indices = _pick_layers(len(weights), layer)
+    axs = _panel_axes(ax, len(indices))
+    for a, i in zip(axs, indices):
+        w = weights[i]
+        channels = np.arange(w.shape[1])
+        a.vlines(channels, w.min(axis=0), w.max(axis=0), color=STYLE["before"], lw=STYLE["linewidth"] * 2,
+                 label="channel min..max")
+        amax_c = np.abs(w).max(axis=0)
+        a.plot(np.concatenate([channels, channels]), np.concatenate([amax_c, -amax_c]), ls="none",
+               marker="_", ms=STYLE["markersize"] * 2, mew=STYLE["linewidth"], color=STYLE["after"],
+               label="per-channel range ±max|w_c|")
+        amax = float(np.abs(w).max())
+        a.axhline(amax, color=STYLE["per_tensor"], ls="--", lw=STYLE["linewidth"],
+                  label=f"per-tensor range ±{amax:.3g}")
+        a.axhline(-amax, color=STYLE["per_tensor"], ls="--", lw=STYLE["linewidth"], label="_nolegend_")
+        median = float(np.median(amax_c))
+        ratio = f"{amax / median:.1f}x" if median > 0 else "inf"
+        _finish(a, f"Layer {i + 1}: weight range per output channel\n"
+                   f"per-tensor grid {ratio} coarser than the median channel's",
+                "output channel", "weight value")
+    return _return_panels(axs, len(indices) == 1)

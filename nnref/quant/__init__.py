@@ -10,7 +10,12 @@ Modules (one idea each):
   per channel, percentile, MSE search);
 - :mod:`~nnref.quant.fixed_point`: TensorFlow Lite / gemmlowp fixed-point arithmetic;
 - :mod:`~nnref.quant.kernels`: int8 x int8 -> int32 matmul, requantization, TFLite's
-  FullyConnected and ONNX's QLinearMatMul.
+  FullyConnected and ONNX's QLinearMatMul;
+- :mod:`~nnref.quant.calibrate`: run a float model over data and observe every layer;
+- :mod:`~nnref.quant.convert`: a float MLP -> the integer-only :class:`QuantizedMLP`;
+- :mod:`~nnref.quant.qat`: quantization-aware training (fake quantization + STE);
+- :mod:`~nnref.quant.half`: float16 evaluation;
+- :mod:`~nnref.quant.report`: quantization error, model sizes, int4 packing, tables.
 """
 
 from .fixed_point import (
@@ -48,7 +53,7 @@ from .ops import (
     round_half_away,
     round_half_even,
 )
-from .qparams import (
+from .qparams import (  # noqa: I001 - qparams/ops/observers before the modules using them
     SCHEMES,
     TFLITE_INT8_ACTIVATIONS,
     TFLITE_INT8_WEIGHTS,
@@ -72,4 +77,35 @@ __all__ = [
     "multiply_by_quantized_multiplier",
     "matmul_int32", "matmul_int32_direct", "matmul_int32_expanded", "exact_float_dtype",
     "requantize", "activation_range", "quantized_linear", "qlinear_matmul",
+]
+
+# Modules built on the ones above (imported last: they import them).
+from .calibrate import Calibration, calibrate  # noqa: E402
+from .convert import (  # noqa: E402
+    QuantizedLayer,
+    QuantizedMLP,
+    build_lut,
+    quantize_bias,
+    quantize_model,
+    quantize_weights,
+)
+from .half import float16_accuracy, float16_forward, float16_predict, to_float16  # noqa: E402
+from .qat import ActivationFakeQuantize, QATLinear, QATMLP, prepare_qat  # noqa: E402
+from .report import (  # noqa: E402
+    format_table,
+    model_size_bytes,
+    pack_int4,
+    quantization_error,
+    unpack_int4,
+    weight_error_report,
+    activation_error_report,
+)
+
+__all__ += [
+    "Calibration", "calibrate",
+    "QuantizedLayer", "QuantizedMLP", "build_lut", "quantize_bias", "quantize_model", "quantize_weights",
+    "to_float16", "float16_forward", "float16_predict", "float16_accuracy",
+    "prepare_qat", "QATMLP", "QATLinear", "ActivationFakeQuantize",
+    "quantization_error", "weight_error_report", "activation_error_report", "model_size_bytes",
+    "pack_int4", "unpack_int4", "format_table",
 ]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from nnref._checks import as_float_array, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
@@ -52,8 +54,8 @@ class Calibration:
         return len(self.outputs)
 
     def __repr__(self) -> str:
-        def rng(o: Observer) -> str:
-            return f"[{o.min_val:.4g}, {o.max_val:.4g}]" if o.count else "[]"
+        def rng(o: Observer) -> str:  # per-channel observers: the widest channel range
+            return f"[{float(np.min(o.min_val)):.4g}, {float(np.max(o.max_val)):.4g}]" if o.count else "[]"
 
         lines = [f"Calibration({type(self.input).__name__}, {self.input.count} input values)",
                  f"  input        {rng(self.input)}"]

@@ -322,8 +322,10 @@ class QuantizedLayer:
                  out_qparams: QParams, activation: str = "none", pre_qparams: QParams | None = None,
                  lut: np.ndarray | None = None, requantization: str = "fixed_point",
                  rounding: str = "single") -> None:
-        if not isinstance(w_q, np.ndarray) or w_q.dtype != np.int8 or w_q.ndim != 2 or w_q.size == 0:
-            raise TypeError(f"w_q: expected a non-empty 2-D int8 array (in, out), got {describe(w_q)}")
+        if not isinstance(w_q, np.ndarray) or w_q.dtype != np.int8:
+            raise TypeError(f"w_q: expected an int8 array (in, out), got {describe(w_q)}")
+        if w_q.ndim != 2 or w_q.size == 0:
+            raise ValueError(f"w_q: expected a non-empty 2-D array (in, out), got shape {w_q.shape}")
         k, n = w_q.shape
         if not isinstance(bias_q, np.ndarray) or bias_q.dtype != np.int32:
             raise TypeError(f"bias_q: expected an int32 array, got {describe(bias_q)}")
@@ -391,7 +393,6 @@ class QuantizedLayer:
                 f"w_q, bias_q: K = {k} products up to {x_span} * {w_max} plus |bias| up to "
                 f"{b_max} can reach {worst} > 2**31 - 1: the int32 accumulator could overflow"
             )
-        self._acc_bound = worst
 
     def _prepare_fast_path(self) -> None:
         # Since zp_w = 0:  acc_bias = sum_k (x - zp_x) w + bias = (x @ w) + (bias - zp_x * colsum(w)).
@@ -444,15 +445,26 @@ class QuantizedLayer:
     def _lookup(self, out: np.ndarray) -> np.ndarray:
         return self.lut[out.astype(np.intp) + 128]
 
-    def forward(self, x_q: np.ndarray, method: str = "auto") -> np.ndarray:
-        """The layer's int8 output for int8 ``x_q`` (B, K): the hot path, unchecked.
+    def _check_input(self, x_q, method: str) -> None:
+        # O(1) checks only: the int8 dtype itself bounds every value.
+        if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int8:
+            raise TypeError(f"x_q: expected an int8 array, got {describe(x_q)}")
+        if x_q.ndim != 2 or x_q.shape[1] != self.in_features:
+            raise ValueError(f"x_q: expected shape (B, {self.in_features}), got shape {x_q.shape}")
+        _check_choice(method, "method", _METHODS)
 
-        Computes exactly :meth:`trace`'s ``y`` with fewer passes: ``acc_bias`` as
-        ``x_q @ w_q + (bias_q - zp_x * colsum(w_q))`` in int64 (see the class docstring
-        for why it is exact), the product through float BLAS when provably exact
-        (``method="auto"``) or int64 (``method="int"``: integer-only). ``x_q`` must be a
-        (B, K) int8 array (:meth:`QuantizedMLP.forward_int` checks it).
+    def forward(self, x_q: np.ndarray, method: str = "auto") -> np.ndarray:
+        """The layer's int8 output for int8 ``x_q`` (B, K): the hot path.
+
+        Computes exactly :meth:`trace`'s ``y`` with fewer passes. Because ``zp_w = 0``,
+        ``acc_bias = sum_k (x_q - zp_x) w_q + bias_q = x_q @ w_q + (bias_q - zp_x *
+        colsum(w_q))``, and the bracket is a constant folded at construction (gemmlowp's
+        offset handling), so only the uncentred product is computed per call: in float
+        BLAS when provably exact (``method="auto"``; every partial sum an integer below
+        ``K * 128 * max|w_q| <= 2**24`` for float32, ``2**53`` for float64) or in int64
+        (``method="int"``: integer-only). ``x_q``: (B, K) int8.
         """
+        self._check_input(x_q, method)
         if method == "auto" and self._w_blas is not None:
             prod = (x_q.astype(self._blas_dtype) @ self._w_blas).astype(np.int64)  # exact integers
         else:
@@ -481,6 +493,7 @@ class QuantizedLayer:
         - ``lut_out`` int8 (table layers only): ``lut[out + 128]``;
         - ``y`` int8: the layer's output (``lut_out`` if present, else ``out``).
         """
+        self._check_input(x_q, method)
         acc = matmul_int32(x_q, self.w_q, self.zp_in, 0, method)
         acc_bias = (acc.astype(np.int64) + self.bias_q).astype(np.int32)  # in range: proven
         if self.requantization == "float":
@@ -758,9 +771,13 @@ class QuantizedMLP:
 
     # ------------------------------------------------------------------ size and display
     def size_bytes(self) -> int:
-        """Bytes to store the model: the layers' :meth:`QuantizedLayer.size_bytes` plus the
-        input scale and zero point (8 bytes). Weights below 8 bits count as packed
-        (``ceil(n * bits / 8)``), although nnref keeps one per int8 byte in memory."""
+        """Bytes the integer runtime holds: the layers' :meth:`QuantizedLayer.size_bytes`
+        plus the input scale and zero point (8 bytes). Weights below 8 bits count as packed
+        (``ceil(n * bits / 8)``), although nnref keeps one per int8 byte in memory.
+
+        This includes constants an engine derives when it loads a model (``m0``, ``shift``,
+        clamp bounds); :func:`nnref.quant.report.model_size_bytes` counts only what a stored
+        model file holds, and is what nnref's tables quote."""
         return 8 + sum(layer.size_bytes() for layer in self.layers)
 
     def __repr__(self) -> str:
@@ -828,7 +845,8 @@ class QuantizedMLP:
         """
         path = os.fspath(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # Opened here, not by np.load, so the file is closed even when it is not a zip.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise
