@@ -199,3 +199,4 @@ def test_per_channel_observer_factory_is_accepted_by_calibrate():
     cal = calibrate(random_model([3, 4, 2], "relu", 0), np.ones((5, 3)),
                     observer=lambda: PerChannelMinMaxObserver(axis=-1))
     assert cal.outputs[0].min_val.shape == (4,)
+    assert "layer 1" in repr(cal)
