@@ -964,7 +964,8 @@ def _layer_activations(model: MLP) -> list[tuple[str, float]]:
 
 def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tflite_int8_weights",
                    activation_observer=MinMaxObserver, bits: int = 8,
-                   requantization: str = "fixed_point", rounding: str = "single") -> QuantizedMLP:
+                   requantization: str = "fixed_point", rounding: str = "single",
+                   calibration_batch_size: int = 512) -> QuantizedMLP:
     """Convert a float MLP into an integer-only :class:`QuantizedMLP` (TensorFlow Lite's
     post-training full-integer quantization; see the module docstring for the steps).
 
@@ -984,6 +985,8 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
         rounding: ``"single"`` or ``"double"`` fixed-point rounding (see
             :func:`~nnref.quant.fixed_point.multiply_by_quantized_multiplier`); ignored by
             ``"float"``.
+        calibration_batch_size: batches fed to the observers (see :func:`calibrate`): it
+            matters for the moving-average observer, which averages per batch.
 
     Per layer ``l`` with input grid ``(s_in, zp_in)``:
 
@@ -1004,7 +1007,7 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
     _check_choice(requantization, "requantization", REQUANTIZATIONS)
     _check_choice(rounding, "rounding", _ROUNDINGS)
     activations = _layer_activations(model)
-    cal = calibrate(model, calibration_x, observer=activation_observer)
+    cal = calibrate(model, calibration_x, observer=activation_observer, batch_size=calibration_batch_size)
     for name, obs in [("input", cal.input)] + [(f"outputs[{i}]", o) for i, o in enumerate(cal.outputs)]:
         if obs.axis is not None:
             raise ValueError(f"activation_observer: expected per-tensor observers, got {type(obs).__name__} (axis={obs.axis}) for {name}")
