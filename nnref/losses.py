@@ -25,9 +25,22 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     # Unchecked core of log_softmax, for callers that have validated z already.
-    shifted = z - z.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    # Any constant per row may be subtracted; the batch maximum is one reduction instead of
+    # B, and the row sums go through BLAS (e @ 1). That is exact math and safe from
+    # overflow; it loses precision only if a row lies so far below the batch maximum that
+    # its largest exp leaves the normal range, so then the classic per-row maximum is used.
+    shifted = z - z.max()
+    sums = np.exp(shifted) @ np.ones(z.shape[1], dtype=z.dtype)
+    if sums.min() < _SAFE_SUM[z.dtype.char]:
+        shifted = z - z.max(axis=1, keepdims=True)
+        sums = np.exp(shifted).sum(axis=1)
+    shifted -= np.log(sums)[:, None]
     return shifted
+
+
+# A row sum this large has its largest term (>= sum / C) well inside the normal range, so
+# the sum keeps full precision: tiny / eps = 2**-126 * 2**23 in float32.
+_SAFE_SUM = {t.char: np.finfo(t).tiny / np.finfo(t).eps for t in map(np.dtype, ("e", "f", "d", "g"))}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,11 +65,16 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     logits' dtype)``. Matches ``torch.nn.functional.cross_entropy`` with mean reduction.
     """
     z = as_float_array(logits, "logits", ndim=2)
-    b, c = z.shape
-    y = check_labels(labels, b, c)
+    return _softmax_cross_entropy(z, check_labels(labels, z.shape[0], z.shape[1]))
+
+
+def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    # Unchecked core of softmax_cross_entropy (z finite, y valid labels): the training
+    # loop's hot path, which has validated both already.
+    b = z.shape[0]
     logp = _log_softmax(z)
     rows = np.arange(b)
-    loss = -float(logp[rows, y].mean())
+    loss = -float(np.add.reduce(logp[rows, y])) / b
     dlogits = np.exp(logp, out=logp)  # p = exp(log p), reusing the buffer
     dlogits[rows, y] -= 1
     dlogits /= b

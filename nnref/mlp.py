@@ -17,7 +17,7 @@ import numpy as np
 
 from ._checks import as_float_array, as_rng, check_labels, describe
 from .layers import ACTIVATIONS, Layer, Linear, make_activation
-from .losses import mse, softmax, softmax_cross_entropy
+from .losses import _softmax_cross_entropy, mse, softmax
 
 __all__ = ["MLP", "LOSSES"]
 
@@ -167,14 +167,15 @@ class MLP:
         logits = self.forward(x)
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-        if not np.all(np.isfinite(logits)):
+        if not np.isfinite(logits.sum()) and not np.all(np.isfinite(logits)):
             # x was checked finite, so non-finite logits mean the weights diverged (or the
             # matmul overflowed). That is the model's state, not bad input: report a NaN
             # loss and gradient, which fit() records as divergence, instead of the loss
             # functions' error for non-finite input.
             return float("nan"), np.full_like(logits, np.nan)
         if loss == "cross_entropy":
-            return softmax_cross_entropy(logits, y)
+            # The logits were just checked finite: skip the public function's re-check.
+            return _softmax_cross_entropy(logits, check_labels(y, logits.shape[0], logits.shape[1]))
         return mse(logits, y)
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
