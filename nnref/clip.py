@@ -19,6 +19,7 @@ Norms: ``||g||_p = (sum_j |g_j|^p)^(1/p)``, and ``||g||_inf = max_j |g_j|``.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 
 import numpy as np
@@ -146,9 +147,11 @@ def _global_norm(arrays: list[np.ndarray], p: float) -> float:
 
 def _scale(g: np.ndarray, factor) -> np.ndarray:
     """``g * factor`` with the factor rounded to g's dtype first, so the dtype is kept."""
+    if isinstance(factor, float) and factor != 0.0 and math.isfinite(factor):
+        # The common case (a global coefficient): no inf * 0 can happen, so no
+        # floating-point state to manage. Rounded to g's dtype first.
+        return g * g.dtype.type(factor)
     f = np.asarray(factor, dtype=np.float64).astype(g.dtype)
-    if f.ndim == 0 and np.isfinite(f) and f != 0:
-        return g * f  # no inf * 0 can happen, so no floating-point state to manage
     with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the documented result
         return g * f
 
@@ -286,11 +289,16 @@ def clip_by_global_norm(
     return _pack(grads, keys, _scale_to_norm(arrays, total, c, eps)), total
 
 
-def _scale_to_norm(arrays: list[np.ndarray], total: float, max_norm: float, eps: float) -> list[np.ndarray]:
-    """Every array times ``coef = min(max_norm / (total + eps), 1)`` (new arrays)."""
+def _global_coef(total: float, max_norm: float, eps: float) -> float:
+    """PyTorch's ``clip_coef_clamped = min(max_norm / (total + eps), 1)``."""
     denominator = total + eps
     # An all-zero gradient with eps = 0 has nothing to scale (and max_norm / 0 is undefined).
-    coef = 1.0 if denominator == 0 else float(np.minimum(max_norm / denominator, 1.0))  # NaN stays NaN
+    return 1.0 if denominator == 0 else float(np.minimum(max_norm / denominator, 1.0))  # NaN stays NaN
+
+
+def _scale_to_norm(arrays: list[np.ndarray], total: float, max_norm: float, eps: float) -> list[np.ndarray]:
+    """Every array times ``coef = min(max_norm / (total + eps), 1)`` (new arrays)."""
+    coef = _global_coef(total, max_norm, eps)
     return [_scale(g, coef) for g in arrays]
 
 
@@ -454,7 +462,16 @@ class Clipper:
 
     ``params`` is used by :class:`Adaptive` only; the others accept and ignore it.
     ``reset()`` forgets all of the above.
+
+    For the training loop's hot path, ``total_norm`` may be passed when the caller has the
+    gradients' global L2 norm already (:func:`nnref.train.fit` computes it for its
+    History), as PyTorch's ``clip_grads_with_norm_`` takes a precomputed norm; and a
+    clipper that leaves every entry as it was returns the input arrays themselves (in a
+    new dict or list) instead of copies. ``last_scale`` is the single factor the last call
+    multiplied every gradient by, when there was one (:class:`GlobalNorm`), else None.
     """
+
+    accepts_total_norm = True  # fit() passes the L2 norm it computed
 
     def __init__(self) -> None:
         self.reset()
@@ -465,6 +482,7 @@ class Clipper:
         self.n_clipped = 0
         self.last_total_norm: float | None = None
         self.last_clipped: bool | None = None  # read by fit() to record History.clipped
+        self.last_scale: float | None = None
 
     @property
     def threshold(self) -> float | None:
@@ -473,8 +491,9 @@ class Clipper:
     def _clip(self, grads, params, total_norm: float):
         raise NotImplementedError  # pragma: no cover - interface
 
-    def __call__(self, grads: Grads, params: Grads | None = None) -> Grads:
-        total = global_norm(grads)
+    def __call__(self, grads: Grads, params: Grads | None = None, total_norm: float | None = None) -> Grads:
+        total = global_norm(grads) if total_norm is None else float(total_norm)
+        self.last_scale = None
         clipped = self._clip(grads, params, total)
         changed = self._changed_cheaply(total)
         if changed is None:
@@ -548,10 +567,14 @@ class GlobalNorm(Clipper):
 
     def _clip(self, grads, params, total_norm):
         if self.norm_type == 2.0 and np.isfinite(total_norm):
-            # The L2 total is already known (Clipper.__call__ computed it): apply
-            # clip_by_global_norm's scaling without computing the norms a second time.
+            # The L2 total is already known (computed by Clipper.__call__ or handed over by
+            # fit): apply clip_by_global_norm's scaling without computing norms again.
             keys, arrays = _unpack(grads, "grads")
-            return _pack(grads, keys, _scale_to_norm(arrays, total_norm, self.max_norm, self.eps))
+            coef = _global_coef(total_norm, self.max_norm, self.eps)
+            self.last_scale = coef
+            if coef == 1.0:  # x * 1.0 == x: hand back the arrays, no copy on the hot path
+                return _pack(grads, keys, arrays)
+            return _pack(grads, keys, [_scale(g, coef) for g in arrays])
         clipped, _ = clip_by_global_norm(
             grads, self.max_norm, self.norm_type, self.eps, self.error_if_nonfinite
         )

@@ -19,11 +19,30 @@ from ._checks import as_float_array, as_rng, check_labels, describe
 from .layers import ACTIVATIONS, Layer, Linear, make_activation
 from .losses import _softmax_cross_entropy, mse, softmax
 
-__all__ = ["MLP", "LOSSES"]
+__all__ = ["MLP", "LOSSES", "loss_from_logits"]
 
 LOSSES = ("cross_entropy", "mse")
 _FORMAT = "nnref.MLP"
 _FORMAT_VERSION = 1
+
+
+def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
+    """``(loss, dL/dlogits)`` for a model's logits ``(B, C)``: softmax cross-entropy with
+    class indices ``y`` ``(B,)``, or mean squared error with targets ``y`` ``(B, C)``.
+
+    Non-finite logits give ``(nan, all-NaN)`` instead of an error: a model's inputs are
+    checked finite, so non-finite logits mean its weights diverged (or a product
+    overflowed). That is the model's state, not bad input, and :func:`nnref.train.fit`
+    records it as divergence.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if not np.isfinite(logits.sum()) and not np.all(np.isfinite(logits)):
+        return float("nan"), np.full_like(logits, np.nan)
+    if loss == "cross_entropy":
+        # The logits were just checked finite: skip the public function's re-check.
+        return _softmax_cross_entropy(logits, check_labels(y, logits.shape[0], logits.shape[1]))
+    return mse(logits, y)
 
 
 class MLP:
@@ -161,22 +180,8 @@ class MLP:
         return self.grads
 
     def loss(self, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
-        """Forward pass and loss: ``(loss, dL/dlogits)``. ``y`` holds class indices for
-        ``"cross_entropy"`` and targets of the logits' shape for ``"mse"``. Non-finite
-        logits (diverged weights; ``x`` itself must be finite) give ``(nan, all-NaN)``."""
-        logits = self.forward(x)
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-        if not np.isfinite(logits.sum()) and not np.all(np.isfinite(logits)):
-            # x was checked finite, so non-finite logits mean the weights diverged (or the
-            # matmul overflowed). That is the model's state, not bad input: report a NaN
-            # loss and gradient, which fit() records as divergence, instead of the loss
-            # functions' error for non-finite input.
-            return float("nan"), np.full_like(logits, np.nan)
-        if loss == "cross_entropy":
-            # The logits were just checked finite: skip the public function's re-check.
-            return _softmax_cross_entropy(logits, check_labels(y, logits.shape[0], logits.shape[1]))
-        return mse(logits, y)
+        """Forward pass and loss: ``(loss, dL/dlogits)`` (see :func:`loss_from_logits`)."""
+        return loss_from_logits(self.forward(x), y, loss)
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
         """``(loss, grads)`` for one batch: forward, loss, backward."""

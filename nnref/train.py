@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import as_float_array, as_rng, check_int_in_range, check_labels
+from .mlp import loss_from_logits
 
 __all__ = ["History", "fit", "evaluate"]
 
@@ -46,7 +47,9 @@ class History:
     ``clipped`` (True where the transform changed any gradient entry).
 
     Per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (full passes over the
-    data at the end of each epoch; accuracy is NaN for regression) and ``epoch_time`` (s).
+    data at the end of each epoch; accuracy is NaN for regression), ``epoch_time`` (s, the
+    whole epoch) and ``step_time`` (s, the epoch's training steps alone, without the
+    evaluation passes).
 
     Per run: ``diverged`` and ``message`` (why training stopped early, if it did),
     ``transform`` (repr of the grad_transform), and :attr:`clip_fraction`.
@@ -63,6 +66,7 @@ class History:
     val_loss: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
     epoch_time: list = field(default_factory=list)
+    step_time: list = field(default_factory=list)
     diverged: bool = False
     message: str = ""
     transform: str | None = None
@@ -107,10 +111,11 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
     total, correct = 0.0, 0
     for start in range(0, n, batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        value, _ = model.loss(xb, yb, loss)
+        logits = model.forward(xb)  # one pass gives both the loss and the predictions
+        value, _ = loss_from_logits(logits, yb, loss)
         total += value * len(xb)
         if loss == "cross_entropy":
-            correct += int(np.sum(model.predict(xb) == yb))
+            correct += int(np.sum(np.argmax(logits, axis=1) == yb))
     acc = correct / n if loss == "cross_entropy" else float("nan")
     return total / n, acc
 
@@ -194,11 +199,21 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
                     h.param_grad_norm_after[k].append(v)
                 break
             if grad_transform is not None:
-                new = grad_transform(grads, params)
-                norms_after = {k: _l2(g) for k, g in new.items()}
-                # A clipper says whether it acted (nnref.clip sets last_clipped); for any
-                # other transform, compare: different norms settle it, else the entries.
+                if getattr(grad_transform, "accepts_total_norm", False):
+                    new = grad_transform(grads, params, total_norm=total)  # norm known: reuse it
+                else:
+                    new = grad_transform(grads, params)
+                # An nnref clipper says whether it acted and, for a global scaling, by what
+                # factor, which gives the new norms for free; any other transform is
+                # measured: different norms settle it, else the entries are compared.
                 changed = getattr(grad_transform, "last_clipped", None)
+                scale = getattr(grad_transform, "last_scale", None)
+                if changed is False:
+                    norms_after = norms
+                elif isinstance(scale, float) and np.isfinite(scale):
+                    norms_after = {k: v * scale for k, v in norms.items()}
+                else:
+                    norms_after = {k: _l2(g) for k, g in new.items()}
                 if not isinstance(changed, bool):
                     changed = any(norms_after[k] != norms[k] for k in grads) or any(
                         new[k] is not grads[k] and not np.array_equal(new[k], grads[k]) for k in grads)
@@ -210,6 +225,7 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
             for k, v in norms_after.items():
                 h.param_grad_norm_after[k].append(v)
             optimizer.step(params, grads)
+        h.step_time.append(time.perf_counter() - t0)
         if h.diverged:
             if verbose:
                 print(f"epoch {epoch:3d}: {h.message}", file=out)

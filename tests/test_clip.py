@@ -332,6 +332,12 @@ FUNCTIONS = {
 }
 
 
+def before_arrays(before, now, g):
+    """The saved copy of the array ``g`` of the structure ``now``."""
+    pairs = zip(_arrays(now), _arrays(before))
+    return next(b for n, b in pairs if n is g)
+
+
 def _astype(grads, dtype):
     if isinstance(grads, dict):
         return {k: v.astype(dtype) for k, v in grads.items()}
@@ -359,7 +365,12 @@ def test_inputs_untouched_structure_and_dtype_kept(grads, seed):
                 assert list(out) == list(g32), name
             for o, g in zip(_arrays(out), _arrays(g32)):
                 assert o.dtype == dtype and o.shape == g.shape, name
-                assert not np.shares_memory(o, g), name
+                if name in ("GlobalNorm", "AutoClip") and np.shares_memory(o, g):
+                    # Documented for clipper objects (the training hot path): arrays they
+                    # leave unchanged are handed back, not copied. Functions always copy.
+                    assert o is g and np.array_equal(o, before_arrays(before, g32, g)), name
+                else:
+                    assert not np.shares_memory(o, g), name
 
 
 def test_tuple_in_tuple_out_and_lists_read_as_float64():
