@@ -39,14 +39,16 @@ def fit_step_time(x, y, transform) -> float:
     return sum(h.step_time) / h.n_steps
 
 
-def paired_step_times(x, y, repeat: int = 9) -> tuple[float, float]:
-    """Best per-step time without and with ``clip.GlobalNorm(1.0)``, the two runs
-    interleaved so that a slow spell of the machine hits both alike."""
-    plain, clipped = float("inf"), float("inf")
+def paired_step_times(x, y, repeat: int = 15) -> tuple[float, float, float]:
+    """Per-step times without and with ``clip.GlobalNorm(1.0)``, the two runs interleaved
+    so that a slow spell of the (shared) machine hits both alike: the best of each, and the
+    median of the paired differences (robust to drift)."""
+    plain, clipped, diffs = [], [], []
     for _ in range(repeat):
-        plain = min(plain, fit_step_time(x, y, None))
-        clipped = min(clipped, fit_step_time(x, y, clip.GlobalNorm(1.0)))
-    return plain, clipped
+        plain.append(fit_step_time(x, y, None))
+        clipped.append(fit_step_time(x, y, clip.GlobalNorm(1.0)))
+        diffs.append(clipped[-1] - plain[-1])
+    return min(plain), min(clipped), float(np.median(diffs))
 
 
 def main() -> None:
@@ -57,14 +59,22 @@ def main() -> None:
     _, grads = model.loss_and_grads(x[:BATCH], y[:BATCH])
     grads = {k: v.copy() for k, v in grads.items()}
 
-    t_plain, t_clipped = paired_step_times(x, y)
+    t_plain, t_clipped, t_diff = paired_step_times(x, y)
+    params = model.params
+    total = clip.global_norm(grads)
+    clipper = clip.GlobalNorm(1.0)
+    t_clipper = best_time(lambda: clipper(grads, params, total_norm=total), number=200)
     t_call = best_time(lambda: clip.clip_by_global_norm(grads, 1.0), number=200)
     print(f"MLP({SIZES}) float32, batch {BATCH}, numpy {np.__version__}, {os.cpu_count()} CPUs")
-    print(f"fit step, no transform           {1e6 * t_plain:8.1f} us")
-    print(f"fit step, clip.GlobalNorm(1.0)   {1e6 * t_clipped:8.1f} us")
-    print(f"clip_by_global_norm call alone   {1e6 * t_call:8.1f} us")
-    print(f"overhead in fit: {100 * (t_clipped - t_plain) / t_plain:5.1f}% of the step "
-          f"(the call alone: {100 * t_call / t_plain:4.1f}%); target under 5%")
+    print(f"fit step, no transform                       {1e6 * t_plain:8.1f} us")
+    print(f"fit step, clip.GlobalNorm(1.0)               {1e6 * t_clipped:8.1f} us")
+    print(f"GlobalNorm call as fit makes it (norm known) {1e6 * t_clipper:8.1f} us"
+          f"  ({100 * t_clipper / t_plain:.1f}% of the step)")
+    print(f"clip_by_global_norm function (computes norm) {1e6 * t_call:8.1f} us"
+          f"  ({100 * t_call / t_plain:.1f}% of the step)")
+    print(f"overhead in fit: {100 * t_diff / t_plain:.1f}% of the step (median paired difference; "
+          f"best vs best {100 * (t_clipped - t_plain) / t_plain:.1f}%); target under 5%")
+    print(f"(clipping acts at every step here: random labels keep the gradient norm above 1)")
 
 
 if __name__ == "__main__":

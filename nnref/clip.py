@@ -69,6 +69,9 @@ def _unpack(grads, name: str, *, finite: bool = False) -> tuple[list, list[np.nd
         raise TypeError(
             f"{name}: expected a dict name -> array or a list of arrays, got {describe(grads)}"
         )
+    arrays = [grads[k] for k in keys]
+    if not finite and all(type(a) is np.ndarray and a.dtype.kind == "f" for a in arrays):
+        return keys, arrays  # already what as_float_array would return (the hot path)
     arrays = [
         as_float_array(grads[k], f"{name}[{k!r}]", finite=finite, allow_empty=True) for k in keys
     ]
