@@ -74,7 +74,7 @@ def main() -> None:
           f"  ({100 * t_call / t_plain:.1f}% of the step)")
     print(f"overhead in fit: {100 * t_diff / t_plain:.1f}% of the step (median paired difference; "
           f"best vs best {100 * (t_clipped - t_plain) / t_plain:.1f}%); target under 5%")
-    print(f"(clipping acts at every step here: random labels keep the gradient norm above 1)")
+    print("(clipping acts at every step here: random labels keep the gradient norm above 1)")
 
 
 if __name__ == "__main__":

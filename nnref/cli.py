@@ -12,7 +12,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 __all__ = ["main", "load_dataset"]
 

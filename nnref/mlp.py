@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import copy
 import os
-import zipfile
 
 import numpy as np
 
 from ._checks import as_float_array, as_rng, check_labels, describe
+from ._npz import read_archive, write_archive
 from .layers import ACTIVATIONS, Layer, Linear, make_activation
 from .losses import _softmax_cross_entropy, mse, softmax
 
@@ -255,16 +255,13 @@ class MLP:
     def save(self, path) -> None:
         """Write the architecture and parameters to an ``.npz`` file (no pickles)."""
         arrays = {
-            "format": np.array(_FORMAT),
-            "format_version": np.array(_FORMAT_VERSION),
             "layer_sizes": np.array(self.layer_sizes, dtype=np.int64),
             "activation": np.array(self.activation),
             "init": np.array(self.init),
             "dtype": np.array(self.dtype.name),
         }
         arrays.update(self.params)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        write_archive(path, _FORMAT, _FORMAT_VERSION, arrays)
 
     @classmethod
     def load(cls, path) -> "MLP":
@@ -272,22 +269,7 @@ class MLP:
         missing, truncated, foreign or inconsistent file raises ``ValueError`` (or
         ``FileNotFoundError``) naming the file."""
         path = os.fspath(path)
-        try:
-            # Open the file ourselves so it is closed even when np.load refuses it.
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-            raise ValueError(f"{path}: not a readable nnref .npz model file ({exc})") from None
-        if not isinstance(arrays, dict) or str(arrays.get("format", "")) != _FORMAT:
-            raise ValueError(f"{path}: not an nnref MLP file (missing or wrong 'format' entry)")
-        version = arrays.get("format_version")
-        if (version is None or version.shape != () or version.dtype.kind not in "iu"
-                or int(version) != _FORMAT_VERSION):
-            raise ValueError(
-                f"{path}: format version {version!r} is not supported (expected {_FORMAT_VERSION})"
-            )
+        arrays = read_archive(path, _FORMAT, _FORMAT_VERSION, "MLP")
         try:
             sizes = [int(s) for s in arrays["layer_sizes"]]
             model = cls(sizes, activation=str(arrays["activation"]), init=str(arrays["init"]),

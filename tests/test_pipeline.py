@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nnref import cli
-from nnref.data import MNIST_FILES, write_idx
+from nnref.data import write_idx
 from nnref.pipeline import PipelineConfig, report, run
 
 ROOT = Path(__file__).resolve().parent.parent

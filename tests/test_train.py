@@ -148,6 +148,7 @@ def test_identity_transform_is_never_clipped():
     ha = fit(a, SGD(lr=0.1), x, y, epochs=2, batch_size=10, grad_transform=lambda g, p: g, verbose=False)
     hb = fit(b, SGD(lr=0.1), x, y, epochs=2, batch_size=10, verbose=False)
     assert ha.clipped == [False] * 10 and ha.n_clipped == 0
+    assert hb.transform is None and hb.clipped == [False] * 10
     assert ha.grad_norm_after == ha.grad_norm
     assert ha.transform is not None and "clipped 0/10 steps" in ha.summary()
     for k in a.params:

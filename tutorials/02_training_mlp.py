@@ -172,7 +172,7 @@ assert loss_after < loss_before
 opt = SGD(0.1, momentum=0.9)
 w = {"w": np.zeros(1)}
 steps = []
-for t in range(1, 51):
+for _ in range(50):
     before = w["w"][0]
     opt.step(w, {"w": np.ones(1)})
     steps.append(before - w["w"][0])

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 
 import numpy as np
 
 from nnref._checks import as_float_array, check_int_in_range, check_labels, describe
+from nnref._npz import read_archive, write_archive
 from nnref.layers import LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from nnref.mlp import MLP
 from nnref.quant.calibrate import calibrate
@@ -811,8 +811,6 @@ class QuantizedMLP:
         layer, the parameters of every grid, and the derived m0/shift/clamp bounds, which
         :meth:`load` recomputes and checks."""
         arrays: dict[str, np.ndarray] = {
-            "format": np.array(_FORMAT),
-            "format_version": np.array(_FORMAT_VERSION),
             "num_layers": np.array(len(self.layers)),
             "requantization": np.array(self.requantization),
             "rounding": np.array(self.rounding),
@@ -831,8 +829,7 @@ class QuantizedMLP:
             if layer.lut is not None:
                 arrays.update(_qparams_arrays(p + "pre", layer.pre_qparams))
                 arrays[p + "lut"] = layer.lut
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        write_archive(path, _FORMAT, _FORMAT_VERSION, arrays)
 
     @classmethod
     def load(cls, path, method: str = "auto") -> QuantizedMLP:
@@ -844,19 +841,7 @@ class QuantizedMLP:
         chain, or stored m0/shift/clamp bounds that disagree with the stored scales.
         """
         path = os.fspath(path)
-        try:
-            # Opened here, not by np.load, so the file is closed even when it is not a zip.
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-            raise ValueError(f"{path}: not a readable nnref .npz file ({exc})") from None
-        if str(arrays.get("format", "")) != _FORMAT:
-            raise ValueError(f"{path}: not an nnref QuantizedMLP file (missing or wrong 'format' entry)")
-        version = arrays.get("format_version")
-        if version is None or version.shape != () or version.dtype.kind not in "iu" or int(version) != _FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {version!r} is not supported (expected {_FORMAT_VERSION})")
+        arrays = read_archive(path, _FORMAT, _FORMAT_VERSION, "QuantizedMLP")
         used = {"format", "format_version", "num_layers", "requantization", "rounding"}
         try:
             n_layers = int(_entry(arrays, "num_layers", used))

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnref._checks import as_float_array, as_rng, check_int_in_range, check_positive, describe
+from nnref._checks import as_float_array, as_rng, check_int_in_range, check_positive
 from nnref.quant.ops import _rounder, fake_quantize
 from nnref.quant.qparams import QParams, QScheme, _check_axis, choose_qparams, get_scheme
 
