@@ -19,7 +19,7 @@ quantization (a ``QATMLP`` in eval mode); the two should agree closely. Sizes ar
 4-byte zero points, activation parameters). Every accuracy is the mean over the seeds with
 the range min..max.
 
-Run:  python benchmarks/quant_table.py     (about 15 s for three seeds)
+Run:  python benchmarks/quant_table.py     (about 5 s for three seeds)
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def test_percentile_bad_arguments():
 # ---------------------------------------------------------------------------------------
 
 
-@given(xs=batches, kw=quant_settings(bits=st.integers(2, 8)), rounding=rounding_modes, n=st.integers(1, 30))
+@given(xs=batches, kw=quant_settings(bits=st.integers(2, 16)), rounding=rounding_modes, n=st.integers(1, 30))
 def test_mse_error_never_exceeds_min_max(xs, kw, rounding, n):
     mse = observe_all(MSEObserver(num_candidates=n, rounding=rounding), xs)
     m = observe_all(MinMaxObserver(), xs)

@@ -344,11 +344,18 @@ def test_scalar_and_empty_inputs():
     assert fake_quantize(np.float32(0.74), qp).dtype == np.float32
 
 
-def test_stored_scale_is_float32():
-    # the scale 0.1 is stored as float32 0.100000001490116...; 0.25 / that = 2.49999996...,
-    # so even half-away rounding gives 2 (a float64 scale of 0.1 would give 2.5 -> 3)
+def test_stored_scale_is_float32_and_the_quotient_too():
+    # The scale 0.1 is stored as float32 0.100000001490116... The exact quotient
+    # 0.25 / that is 2.49999996..., but the engines divide in float32, where
+    # float32(0.25) / float32(0.1) is exactly 2.5 (the nearest float32): TensorFlow Lite's
+    # round(x / scale) (half away) gives 3 and onnxruntime's nearbyintf gives 2.
     qp = int8(0.1)
-    assert quantize([0.25], qp, "half_away").tolist() == [2]
+    assert np.float32(0.25) / np.float32(0.1) == np.float32(2.5)
+    assert quantize([0.25], qp, "half_away").tolist() == [3]
+    assert quantize([0.25], qp, "half_even").tolist() == [2]
+    # and -9.95 / 0.1: exactly -99.4999... but -99.5 in float32 -> -100 in both modes
+    assert quantize([np.float32(-9.95)], qp, "half_away").tolist() == [-100]
+    assert quantize([np.float32(-9.95)], qp, "half_even").tolist() == [-100]
 
 
 def _exact_round(f: Fraction, rounding: str) -> int:
@@ -366,16 +373,18 @@ def _exact_round(f: Fraction, rounding: str) -> int:
     k=st.integers(0, 4),
     rounding=rounding_modes,
 )
-def test_float32_input_rounds_the_exact_quotient(x, s, k, rounding):
-    """For float32 x, quantize rounds the exact real quotient x / scale (an oracle in exact
-    rational arithmetic), not a rounded floating-point one."""
+def test_float32_input_rounds_the_float32_quotient_as_the_engines_do(x, s, k, rounding):
+    """For float32 x, quantize rounds the float32 quotient x / scale, as onnxruntime
+    (``nearbyintf(x / scale)``, half even) and TensorFlow Lite (``round(x / scale)``,
+    half away) compute it: an independent scalar emulation with np.float32 and exact
+    rounding of that float32 value (a Fraction) is the oracle."""
     # exact ties x = (n + 1/2) * s for a power-of-two s; otherwise near-ties: the float32
-    # nearest to (n + 1/2) * s, where a float32 quotient would often land on the tie itself
+    # nearest to (n + 1/2) * s, where the float32 quotient often lands on the tie itself
     s = np.float32(2.0**-k if k else s)
     x = np.concatenate([x, np.float32((np.arange(-20, 20) + 0.5) * np.float64(s))])
     qp = int8(s, zero_point=-5)
     expected = [
-        min(max(_exact_round(Fraction(float(v)) / Fraction(float(qp.scale)), rounding) - 5, -128), 127)
+        min(max(_exact_round(Fraction(float(np.float32(v) / np.float32(qp.scale))), rounding) - 5, -128), 127)
         for v in x
     ]
     assert quantize(x, qp, rounding).tolist() == expected

@@ -83,18 +83,20 @@ def _check_qparams(qparams) -> QParams:
 def _grid_position(x, qparams: QParams, rounding: str) -> tuple[np.ndarray, np.ndarray]:
     """Check ``x`` and return it with ``round(x / scale) + zero_point`` before clamping.
 
-    In float64: for float32 (or narrower) ``x`` the float64 quotient of two 24-bit
-    significands lies farther than its rounding error from every integer and half-integer
-    it is not equal to, so the rounded result is that of the exact real quotient. For
-    float64 ``x`` it is the float64 quotient, as in numpy. Never NaN: x is finite and the
-    scale finite and > 0 (a huge quotient may be +-inf; the clamp handles it).
+    The quotient is computed in float32, as the engines compute it: onnxruntime's
+    QuantizeLinear ``nearbyintf(x / scale)`` and TensorFlow Lite's ``round(x / scale)``
+    both divide float32 by float32. (float64 ``x`` is rounded to float32 first, the
+    engines' input type.) Near a tie that float32 quotient can round differently from the
+    exact real quotient, and then nnref does what the engines do. Never NaN: x is finite
+    and the scale finite and > 0 (a huge quotient may be +-inf; the clamp handles it).
     """
     qparams = _check_qparams(qparams)
     rnd = _rounder(rounding)
     x = as_float_array(x, "x", allow_empty=True)
     scale, zero_point = qparams.params_for(x.shape)
     with np.errstate(over="ignore"):
-        pos = rnd(x.astype(np.float64) / scale.astype(np.float64)) + zero_point
+        quotient = x.astype(np.float32) / scale.astype(np.float32)
+        pos = rnd(quotient.astype(np.float64)) + zero_point
     return x, pos
 
 
@@ -112,8 +114,8 @@ def quantize(x, qparams: QParams, rounding: str = "half_even") -> np.ndarray:
         rounding: ``"half_even"`` or ``"half_away"`` (see the rounding functions).
 
     Returns an integer array of ``x.shape`` and dtype ``qparams.dtype``. Values outside the
-    representable range saturate to ``qmin``/``qmax``. The division is done in float64
-    (see ``_grid_position``): for float32 input the result is the exactly rounded quotient.
+    representable range saturate to ``qmin``/``qmax``. The division is float32 by float32,
+    bit for bit what onnxruntime and TensorFlow Lite compute (see ``_grid_position``).
     """
     _, pos = _grid_position(x, qparams, rounding)
     # After the clamp every value is an integer in [qmin, qmax], which the storage dtype holds.
@@ -149,7 +151,9 @@ def fake_quantize_with_mask(
     float64 ``x``: every float32 grid value is a float64; float16 rounds again) and
     ``mask = qmin <= round(x / scale) + zero_point <= qmax`` (bool, shape of ``x``): where
     the value was not clamped. PyTorch's ``fake_quantize_per_tensor_affine`` /
-    ``..._per_channel_affine`` forward and backward mask.
+    ``..._per_channel_affine`` forward and backward mask; PyTorch's forward multiplies by
+    ``1 / scale`` where nnref divides (as :func:`quantize`), so the two can differ by one
+    step at near-ties.
     """
     x, pos = _grid_position(x, qparams, rounding)
     mask = np.asarray((pos >= qparams.qmin) & (pos <= qparams.qmax))

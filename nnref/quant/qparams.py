@@ -361,7 +361,9 @@ def choose_qparams(
            zero_point = clamp(qmin - round_half_even(mn / scale), qmin, qmax)
 
        ``mn / scale`` uses the float32 scale that is stored; rounding is half to even, as
-       PyTorch's observers (``torch.round``). The clamp only absorbs float rounding.
+       PyTorch's observers (``torch.round``). TensorFlow Lite's converter rounds half away
+       from zero here, so at an exact tie (e.g. the range [-3.5/16, 251.5/16]) its zero
+       point is one lower than this one. The clamp only absorbs float rounding.
     3. Symmetric (``symmetric=True``): ``zero_point = z0 = symmetric_zero_point(bits,
        signed)`` (0 signed; ``2**(bits-1)`` unsigned, i.e. 128 for uint8 as PyTorch's
        ``quint8`` symmetric observers and onnxruntime) and, with ``a = max(-mn, mx)``:

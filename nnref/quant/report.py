@@ -295,6 +295,11 @@ def model_size_bytes(model: MLP, precision: str, per_channel: bool = True) -> Si
       (``per_channel``) or per tensor; activation parameters (a float32 scale and a zero
       point) for the input and each layer's output, ``1 + L`` tensors.
 
+    The count is for ReLU models: a tanh, sigmoid or leaky-ReLU model converted by
+    :func:`~nnref.quant.convert.quantize_model` also stores, per hidden layer, a 256-byte
+    lookup table and the pre-activation scale and zero point (see
+    :meth:`~nnref.quant.convert.QuantizedMLP.size_bytes`).
+
     Zero points are counted at 4 bytes (int32, as nnref's ``QParams`` holds them).
     Engines differ: TensorFlow Lite's flatbuffer stores them as int64 (8 bytes), ONNX in
     the quantized type (1 byte); either way it is a few hundred bytes. Requantization
