@@ -31,7 +31,10 @@ def describe(x) -> str:
         return f"array of dtype {x.dtype} and shape {x.shape}"
     if isinstance(x, (list, tuple)):
         return f"{type(x).__name__} of length {len(x)}"
-    return f"{type(x).__name__} {x!r}"
+    if isinstance(x, dict):
+        return f"dict with keys {list(x)[:8]}" + (" ..." if len(x) > 8 else "")
+    text = repr(x)
+    return f"{type(x).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def check_finite(x: np.ndarray, name: str) -> None:

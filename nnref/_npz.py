@@ -33,7 +33,8 @@ def read_archive(path, fmt: str, version: int, what: str) -> dict[str, np.ndarra
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, RuntimeError,
+            NotImplementedError) as exc:  # the last two: a damaged zip header (encrypted, unknown codec)
         raise ValueError(f"{path}: not a readable nnref .npz model file ({exc})") from None
     if str(arrays.get("format", "")) != fmt:
         raise ValueError(f"{path}: not an nnref {what} file (missing or wrong 'format' entry)")

@@ -45,9 +45,11 @@ def _train(args) -> int:
     x_tr, x_te, y_tr, y_te = load_dataset(args.dataset, args.data_dir, args.seed)
     sizes = [x_tr.shape[1], *args.hidden, int(max(y_tr.max(), y_te.max())) + 1]
     model = MLP(sizes, activation=args.activation, seed=args.seed)
-    opt = (Adam(lr=args.lr or 1e-3) if args.optimizer == "adam"
-           else SGD(lr=args.lr or 0.1, momentum=0.9))
-    transform = clip.GlobalNorm(args.clip_norm) if args.clip_norm else None
+    if args.optimizer == "adam":
+        opt = Adam(lr=1e-3 if args.lr is None else args.lr)
+    else:
+        opt = SGD(lr=0.1 if args.lr is None else args.lr, momentum=0.9)
+    transform = None if args.clip_norm is None else clip.GlobalNorm(args.clip_norm)
     print(f"training {model} on {args.dataset} ({len(x_tr)} train / {len(x_te)} test) with {opt}"
           + (f", {transform}" if transform else ""))
     t0 = time.perf_counter()
@@ -71,6 +73,22 @@ def _download(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nnref", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one MLP and print its test accuracy")
     t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "spirals"])
     t.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
-    t.add_argument("--hidden", type=int, nargs="*", default=[64, 32], help="hidden layer widths")
+    t.add_argument("--hidden", type=positive_int, nargs="*", default=[64, 32], help="hidden layer widths")
     t.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid"])
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=positive_int, default=30)
+    t.add_argument("--batch-size", type=positive_int, default=32)
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    t.add_argument("--lr", type=float, default=None, help="default 0.1 (SGD, momentum 0.9) or 1e-3 (Adam)")
-    t.add_argument("--clip-norm", type=float, default=None, help="clip gradients by global L2 norm")
+    t.add_argument("--lr", type=positive_float, default=None,
+                   help="default 0.1 (SGD, momentum 0.9) or 1e-3 (Adam)")
+    t.add_argument("--clip-norm", type=positive_float, default=None, help="clip gradients by global L2 norm")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--save", default=None, help="write the trained model to this .npz file")
     t.set_defaults(func=_train)

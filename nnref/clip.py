@@ -8,10 +8,11 @@ Gradients are a dict name -> array (as :attr:`nnref.mlp.MLP.grads`: ``W`` of sha
   or a list (tuple), holding new arrays; the inputs are never modified;
 * keeps each array's floating dtype (float32 in, float32 out). Integer arrays and Python
   lists are read as float64, like everywhere else in nnref;
-* computes norms in float64, then rounds the scale factor to the array's dtype and
-  multiplies: one rounding per entry, as PyTorch does. Norms are the plain sums of
-  ``|g_j|^p`` (no rescaling), so squares of float32 gradients never overflow or
-  underflow in float64, while float64 entries beyond ~1e154 (below ~1e-154) do.
+* computes the L2 norm in the gradients' own dtype, as PyTorch does (a BLAS dot; redone
+  in float64 when the float32 sum of squares overflows or underflows), other p-norms in
+  float64; then rounds the scale factor to the array's dtype and multiplies: one
+  rounding per entry, as PyTorch does. Norms are the plain sums of ``|g_j|^p`` (no
+  rescaling): float64 entries beyond ~1e154 (below ~1e-154) overflow (underflow).
 
 Norms: ``||g||_p = (sum_j |g_j|^p)^(1/p)``, and ``||g||_inf = max_j |g_j|``.
 """
@@ -132,8 +133,10 @@ def _vector_norm(x: np.ndarray, p: float) -> float:
         # computes norms in the gradients' dtype. A non-finite result means a NaN/inf
         # entry or an overflowing float32 sum: redo it below in float64 to tell which.
         flat = x.ravel()
-        sq = float(np.dot(flat, flat))
-        if np.isfinite(sq):
+        with np.errstate(over="ignore", under="ignore"):
+            sq = float(np.dot(flat, flat))
+        # Below float32's smallest normal the sum has lost digits (or all of them).
+        if np.isfinite(sq) and (sq >= _TINY.get(x.dtype.char, 0.0) or not flat.any()):
             return float(np.sqrt(sq))
     a = np.abs(x.astype(np.float64)).ravel()
     if p == np.inf:
@@ -141,6 +144,9 @@ def _vector_norm(x: np.ndarray, p: float) -> float:
     if p == 2.0:
         return float(np.sqrt(np.sum(a * a)))
     return float(np.sum(a**p) ** (1.0 / p))
+
+
+_TINY = {"f": float(np.finfo(np.float32).tiny), "d": float(np.finfo(np.float64).tiny)}
 
 
 def _global_norm(arrays: list[np.ndarray], p: float) -> float:
@@ -575,21 +581,21 @@ class GlobalNorm(Clipper):
             keys, arrays = _unpack(grads, "grads")
             coef = _global_coef(total_norm, self.max_norm, self.eps)
             self.last_scale = coef
+            # Multiplying by the coefficient rounded to an array's dtype changes it only if
+            # that rounded factor is not 1 (0.99999999 is 1 in float32).
+            self._acted = any(g.dtype.type(coef) != 1 and g.any() for g in arrays)
             if coef == 1.0:  # x * 1.0 == x: hand back the arrays, no copy on the hot path
                 return _pack(grads, keys, arrays)
             return _pack(grads, keys, [_scale(g, coef) for g in arrays])
+        self._acted = None
         clipped, _ = clip_by_global_norm(
             grads, self.max_norm, self.norm_type, self.eps, self.error_if_nonfinite
         )
         return clipped
 
     def _changed_cheaply(self, total_norm):
-        # coef = min(c / (total + eps), 1) < 1 exactly when c < total + eps; multiplying by
-        # coef = 1.0 leaves every value as it was. (Only for the L2 norm: total_norm is L2.)
-        if self.norm_type != 2.0 or not np.isfinite(total_norm):
-            return None
-        denominator = total_norm + self.eps
-        return bool(denominator != 0 and self.max_norm / denominator < 1.0)
+        # Set by the L2 fast path of _clip (None otherwise: compare the entries).
+        return getattr(self, "_acted", None)
 
 
 class Adaptive(Clipper):

@@ -37,12 +37,19 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
+def _check_fans(fan_in, fan_out) -> None:
+    for name, v in (("fan_in", fan_in), ("fan_out", fan_out)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
 def he_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Kaiming/He normal: ``W ~ N(0, std^2)``, ``std = gain * sqrt(2 / fan_in)``.
 
     He et al. 2015, "Delving Deep into Rectifiers", eq. 10: keeps the variance of ReLU
     pre-activations constant from layer to layer. Shape ``(fan_in, fan_out)``.
     """
+    _check_fans(fan_in, fan_out)
     std = gain * np.sqrt(2.0 / fan_in)
     return (as_rng(rng).standard_normal((fan_in, fan_out)) * std).astype(dtype)
 
@@ -50,6 +57,7 @@ def he_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float3
 def he_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Kaiming/He uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / fan_in)`` (same variance
     ``2 / fan_in`` as :func:`he_normal`, since ``Var U(-a, a) = a^2 / 3``)."""
+    _check_fans(fan_in, fan_out)
     a = gain * np.sqrt(6.0 / fan_in)
     return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
 
@@ -60,6 +68,7 @@ def xavier_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.fl
     Glorot & Bengio 2010, eq. 12 (normal form): balances forward and backward variance for
     tanh/sigmoid networks. Shape ``(fan_in, fan_out)``.
     """
+    _check_fans(fan_in, fan_out)
     std = gain * np.sqrt(2.0 / (fan_in + fan_out))
     return (as_rng(rng).standard_normal((fan_in, fan_out)) * std).astype(dtype)
 
@@ -67,6 +76,7 @@ def xavier_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.fl
 def xavier_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Xavier/Glorot uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``
     (Glorot & Bengio 2010, eq. 16)."""
+    _check_fans(fan_in, fan_out)
     a = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
 

@@ -25,14 +25,18 @@ class Optimizer:
     def _check(self, params: dict, grads: dict) -> None:
         if not isinstance(params, dict) or not isinstance(grads, dict):
             raise TypeError(f"params, grads: expected dicts name -> array, got {describe(params)}, {describe(grads)}")
-        if set(params) != set(grads):
+        if params.keys() != grads.keys():
             raise ValueError(f"grads: expected the keys of params {sorted(params)}, got {sorted(grads)}")
         for name, p in params.items():
             g = grads[name]
-            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-                raise TypeError(f"params[{name!r}]: expected a floating ndarray (updated in place), got {describe(p)}")
+            if type(p) is not np.ndarray or p.dtype.kind != "f":
+                if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                    raise TypeError(f"params[{name!r}]: expected a floating ndarray (updated in place), "
+                                    f"got {describe(p)}")
             if not isinstance(g, np.ndarray) or g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}]: expected shape {p.shape}, got {describe(g)}")
+            if g.dtype.kind != "f":
+                raise TypeError(f"grads[{name!r}]: expected a floating array, got dtype {g.dtype}")
 
     def step(self, params: dict, grads: dict) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -93,7 +97,7 @@ class SGD(Optimizer):
 
     def __repr__(self) -> str:
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+                f"weight_decay={self.weight_decay}, dampening={self.dampening})")
 
 
 class Adam(Optimizer):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_int_in_range, check_nonnegative, check_positive
+
 __all__ = ["PipelineConfig", "PipelineResult", "run", "main"]
 
 
@@ -50,11 +52,32 @@ class PipelineConfig:
     out: str | None = None  # figures folder; None: nnref.plots.figures_dir()
     figures: bool = True
     verbose: bool = True
+    validation_fraction: float = 0.1  # of the training split, for the per-epoch curves
+
+    def __post_init__(self):
+        # Checked before any work, naming the setting (and so the command-line option).
+        if self.dataset not in ("digits", "mnist"):
+            raise ValueError(f"dataset: expected 'digits' or 'mnist', got {self.dataset!r}")
+        if self.dataset == "mnist" and self.data_dir is None:
+            raise ValueError("data_dir: --dataset mnist needs --data-dir DIR with the four MNIST IDX files")
+        for name in ("epochs", "batch_size", "qat_epochs", "calibration_size"):
+            check_int_in_range(getattr(self, name), name, 1, 10**9)
+        for h in self.hidden:
+            check_int_in_range(h, "hidden", 1, 10**6)
+        check_int_in_range(self.low_bits, "low_bits", 2, 7)
+        for name in ("lr", "clip_norm", "qat_lr"):
+            check_positive(getattr(self, name), name)
+        check_nonnegative(self.momentum, "momentum")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction: expected a number in (0, 1), got {self.validation_fraction}")
 
 
 @dataclass
 class PipelineResult:
-    rows: list = field(default_factory=list)  # (name, weights, activations, accuracy, bytes)
+    """What :func:`run` measured: the table rows (dicts with ``model``, ``weights``,
+    ``activations``, ``accuracy``, ``bytes``), clipping statistics, figure paths, time."""
+
+    rows: list = field(default_factory=list)
     clip: dict = field(default_factory=dict)
     figures: list = field(default_factory=list)
     seconds: float = 0.0
@@ -86,6 +109,7 @@ def run(cfg: PipelineConfig | None = None) -> PipelineResult:
     """Run the whole pipeline; return the table rows, clip statistics and figure paths."""
     from . import clip
     from .cli import load_dataset
+    from .data import train_test_split
     from .mlp import MLP
     from .optim import SGD, Adam
     from .quant.convert import quantize_model
@@ -99,6 +123,10 @@ def run(cfg: PipelineConfig | None = None) -> PipelineResult:
     res = PipelineResult()
 
     x_tr, x_te, y_tr, y_te = load_dataset(cfg.dataset, cfg.data_dir, cfg.seed)
+    # The test set is looked at once, for the table; the per-epoch curves use a validation
+    # split carved from the training data.
+    x_tr, x_val, y_tr, y_val = train_test_split(x_tr, y_tr, test_fraction=cfg.validation_fraction,
+                                                seed=cfg.seed, stratify=True)
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     sizes = [x_tr.shape[1], *cfg.hidden, n_classes]
     rng = np.random.default_rng(cfg.seed)
@@ -107,11 +135,12 @@ def run(cfg: PipelineConfig | None = None) -> PipelineResult:
     # 1. train with global-norm clipping ------------------------------------------------
     model = MLP(sizes, seed=cfg.seed)
     clipper = clip.GlobalNorm(cfg.clip_norm)
-    _say(cfg, f"[1/5] training {model} on {cfg.dataset} ({len(x_tr)} train / {len(x_te)} test), "
+    _say(cfg, f"[1/5] training {model} on {cfg.dataset} ({len(x_tr)} train / {len(x_val)} validation / "
+              f"{len(x_te)} test), "
               f"SGD(lr={cfg.lr}, momentum={cfg.momentum}) with {clipper}")
     hist = fit(model, SGD(lr=cfg.lr, momentum=cfg.momentum), x_tr, y_tr, epochs=cfg.epochs,
-               batch_size=cfg.batch_size, seed=cfg.seed, validation=(x_te, y_te),
-               grad_transform=clipper, verbose=cfg.verbose)
+               batch_size=cfg.batch_size, seed=cfg.seed,
+               grad_transform=clipper, verbose=cfg.verbose, validation=(x_val, y_val))
     if hist.diverged:
         raise RuntimeError(f"training diverged: {hist.message}")
     norms = np.asarray(hist.grad_norm)
@@ -151,7 +180,7 @@ def run(cfg: PipelineConfig | None = None) -> PipelineResult:
     qat = prepare_qat(model, weight_bits=b, act_bits=8)
     qat.calibrate(calib)
     qat_hist = fit(qat, Adam(lr=cfg.qat_lr), x_tr, y_tr, epochs=cfg.qat_epochs,
-                   batch_size=cfg.batch_size, seed=cfg.seed + 1, validation=(x_te, y_te),
+                   batch_size=cfg.batch_size, seed=cfg.seed + 1, validation=(x_val, y_val),
                    grad_transform=clip.GlobalNorm(cfg.clip_norm), verbose=cfg.verbose)
     qat.eval()
     qat_float = qat.to_float()
@@ -211,6 +240,7 @@ def _figures(cfg, model, hist, q8, qlow, qat_float, qlow_qat, qat_hist) -> list[
 
 
 def report(res: PipelineResult, cfg: PipelineConfig) -> str:
+    """The text ``python -m nnref`` prints at the end: the table and what it shows."""
     c = res.clip
     f32 = res.rows[0]["accuracy"]
     int8 = res.row("int8 PTQ per-channel")["accuracy"]
@@ -239,6 +269,9 @@ def report(res: PipelineResult, cfg: PipelineConfig) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The main job's options (``python -m nnref --help``)."""
+    from .cli import positive_float, positive_int
+
     p = argparse.ArgumentParser(
         prog="python -m nnref",
         description="Train with gradient clipping, quantize, run integer-only inference, "
@@ -247,12 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = PipelineConfig()
     p.add_argument("--dataset", default=d.dataset, choices=["digits", "mnist"])
     p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (--dataset mnist)")
-    p.add_argument("--out", default=None, help="figures folder (default: the checkout's figures/)")
-    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden))
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--qat-epochs", type=int, default=d.qat_epochs)
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm)
-    p.add_argument("--low-bits", type=int, default=d.low_bits, choices=range(2, 9), metavar="{2..8}")
+    p.add_argument("--out", default=None,
+                   help="figures folder (default: $NNREF_FIGURES_DIR, else the figures/ of the nnref "
+                        "checkout holding the current folder, else ./figures)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=list(d.hidden))
+    p.add_argument("--epochs", type=positive_int, default=d.epochs)
+    p.add_argument("--qat-epochs", type=positive_int, default=d.qat_epochs)
+    p.add_argument("--clip-norm", type=positive_float, default=d.clip_norm)
+    p.add_argument("--low-bits", type=int, default=d.low_bits, choices=range(2, 8), metavar="{2..7}")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-figures", action="store_true", help="skip writing figures")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the report")
@@ -260,11 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = PipelineConfig(dataset=args.dataset, data_dir=args.data_dir, out=args.out,
-                         hidden=tuple(args.hidden), epochs=args.epochs, qat_epochs=args.qat_epochs,
-                         clip_norm=args.clip_norm, low_bits=args.low_bits, seed=args.seed,
-                         figures=not args.no_figures, verbose=not args.quiet)
+    """Run the main job with command-line options; print the report."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = PipelineConfig(dataset=args.dataset, data_dir=args.data_dir, out=args.out,
+                             hidden=tuple(args.hidden), epochs=args.epochs, qat_epochs=args.qat_epochs,
+                             clip_norm=args.clip_norm, low_bits=args.low_bits, seed=args.seed,
+                             figures=not args.no_figures, verbose=not args.quiet)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))  # exits with the usage line and the message
     res = run(cfg)
     print(report(res, cfg))
     return 0

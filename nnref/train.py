@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_int_in_range, check_labels
+from ._checks import as_float_array, as_rng, check_int_in_range, check_labels, describe
 from .mlp import loss_from_logits
 
 __all__ = ["History", "fit", "evaluate"]
@@ -30,8 +30,9 @@ def _l2(a: np.ndarray) -> float:
     # A BLAS dot in the gradient's dtype (as PyTorch computes norms); redone in float64
     # only if that overflows or meets NaN/inf, so the common case costs one pass.
     flat = a.ravel()
-    sq = float(np.dot(flat, flat))
-    if not np.isfinite(sq):
+    with np.errstate(over="ignore", under="ignore"):
+        sq = float(np.dot(flat, flat))
+    if not np.isfinite(sq) or (sq < 1e-30 and flat.any()):  # overflow, NaN/inf, or lost digits
         a64 = flat.astype(np.float64)
         sq = float(np.dot(a64, a64))
     return float(np.sqrt(sq))
@@ -107,6 +108,7 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
     """Mean loss and accuracy of ``model`` on ``(x, y)``, in batches (accuracy is NaN for
     ``loss="mse"``). Returns ``(loss, accuracy)`` as Python floats."""
     x = as_float_array(x, "x", ndim=2)
+    batch_size = check_int_in_range(batch_size, "batch_size", 1, 10**9)
     n = x.shape[0]
     total, correct = 0.0, 0
     for start in range(0, n, batch_size):
@@ -118,6 +120,18 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
             correct += int(np.sum(np.argmax(logits, axis=1) == yb))
     acc = correct / n if loss == "cross_entropy" else float("nan")
     return total / n, acc
+
+
+def _check_transformed(new, grads: dict) -> None:
+    """``grad_transform`` must return gradients of the structure it was given."""
+    if not isinstance(new, dict) or new.keys() != grads.keys():
+        got = f"dict with keys {sorted(new)}" if isinstance(new, dict) else type(new).__name__
+        raise TypeError(f"grad_transform: expected it to return a dict with keys {sorted(grads)}, got {got}")
+    for k, g in grads.items():
+        v = new[k]
+        if not isinstance(v, np.ndarray) or v.shape != g.shape or v.dtype.kind != "f":
+            raise ValueError(f"grad_transform: returned grads[{k!r}] should be a float array of shape "
+                             f"{g.shape}, got {describe(v)}")
 
 
 def _check_targets(y, n: int, model, loss: str, name: str) -> np.ndarray:
@@ -203,6 +217,7 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
                     new = grad_transform(grads, params, total_norm=total)  # norm known: reuse it
                 else:
                     new = grad_transform(grads, params)
+                _check_transformed(new, grads)
                 # An nnref clipper says whether it acted and, for a global scaling, by what
                 # factor, which gives the new norms for free; any other transform is
                 # measured: different norms settle it, else the entries are compared.

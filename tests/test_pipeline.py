@@ -94,9 +94,25 @@ def test_main_command_on_mnist_files(tmp_path, capsys):
     assert f32 > 90.0, "the synthetic bands are easy to learn"
 
 
-def test_mnist_without_data_dir_is_a_clear_error():
-    with pytest.raises(SystemExit, match="--data-dir"):
+def test_mnist_without_data_dir_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
         cli.main(["--dataset", "mnist", "--no-figures", "--quiet"])
+    assert "--data-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--clip-norm", "0"], ["--epochs", "0"], ["--qat-epochs", "-1"],
+                                    ["--low-bits", "8"], ["--hidden", "0"]])
+def test_bad_options_are_refused_before_any_work(option, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([*option, "--no-figures", "--quiet"])
+    assert option[0] in capsys.readouterr().err
+
+
+def test_config_is_checked_naming_the_setting():
+    with pytest.raises(ValueError, match="calibration_size"):
+        PipelineConfig(calibration_size=0)
+    with pytest.raises(ValueError, match="dataset"):
+        PipelineConfig(dataset="foo")
 
 
 def test_train_subcommand_prints_accuracy_and_saves(tmp_path, capsys):
