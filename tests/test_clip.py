@@ -744,3 +744,62 @@ def test_per_example_clip_bad_input(kwargs, exc, match):
 def test_clipper_bad_construction(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+# ----------------------------------------------------------------------------- fit's fast path
+
+
+@given(grads=nonempty_structs, c=st.floats(1e-3, 1e3), seed=seeds)
+def test_global_norm_clipper_with_known_norm_equals_the_function(grads, c, seed):
+    """fit() hands GlobalNorm the L2 norm it computed; the result must be the function's,
+    in float32 (the training dtype) and float64, and last_clipped must say whether any
+    entry changed."""
+    for dtype in (np.float32, np.float64):
+        g = _astype(grads, dtype)
+        expected, total = clip_by_global_norm(g, c)
+        clipper = GlobalNorm(c)
+        out = clipper(g, None, total_norm=total)
+        for o, e in zip(_arrays(out), _arrays(expected)):
+            np.testing.assert_array_equal(o, e)
+        changed = any(not np.array_equal(o, x) for o, x in zip(_arrays(out), _arrays(g)))
+        assert clipper.last_clipped == changed
+        assert clipper.last_total_norm == total
+
+
+def test_clipped_flag_false_when_the_factor_rounds_to_one():
+    # coef = 100 / (100 + 1e-6) = 0.99999999..., which is 1.0 in float32: nothing changes
+    clipper = GlobalNorm(100.0)
+    g = {"W1": np.float32([60, 80])}
+    out = clipper(g)
+    np.testing.assert_array_equal(out["W1"], g["W1"])
+    assert clipper.last_clipped is False and clipper.n_clipped == 0
+
+
+def test_float32_norm_of_tiny_gradients_is_not_lost():
+    # 1e-23 squared underflows float32 (smallest normal ~1.2e-38): the float64 fallback
+    # must give the true norm sqrt(2) * 1e-23, not 0
+    g = [np.float32([1e-23, 1e-23])]
+    assert global_norm(g) == pytest.approx(np.sqrt(2) * float(np.float32(1e-23)), rel=1e-6)
+    out = clip_by_norm(g, 0.0)
+    np.testing.assert_array_equal(out[0], [0, 0])
+
+
+def test_fit_with_global_norm_equals_fit_with_the_function():
+    from nnref.mlp import MLP
+    from nnref.optim import SGD
+    from nnref.train import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    a, b = MLP([5, 8, 3], seed=1), MLP([5, 8, 3], seed=1)
+    ha = fit(a, SGD(0.5), x, y, epochs=3, batch_size=8, grad_transform=GlobalNorm(0.3), verbose=False)
+    hb = fit(b, SGD(0.5), x, y, epochs=3, batch_size=8, verbose=False,
+             grad_transform=lambda g, p: clip_by_global_norm(g, 0.3)[0])
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert ha.clipped == hb.clipped and 0 < ha.n_clipped
+    # the after-clip norms fit derives from the clip factor equal the measured ones
+    np.testing.assert_allclose(ha.grad_norm_after, hb.grad_norm_after, rtol=1e-6)
+    for k in a.params:
+        np.testing.assert_allclose(ha.param_grad_norm_after[k], hb.param_grad_norm_after[k], rtol=1e-6)
