@@ -68,8 +68,8 @@ def test_main_command_runs_end_to_end_and_writes_figures(tmp_path):
     written = sorted(p.name for p in tmp_path.glob("*.png"))
     assert "main_grad_norms.png" in written and "main_training_curves.png" in written
     assert any(name.startswith("main_weight_histograms") for name in written)
-    committed = {p.name for p in (ROOT / "figures").glob("*.png")}
-    assert set(written) <= committed, "figures/ holds what the main command writes (regenerate it)"
+    committed = {p.name for p in (ROOT / "figures").glob("main_*.png")}
+    assert set(written) == committed, "figures/ holds exactly what the main command writes (regenerate it)"
 
 
 def _fake_mnist(directory: Path, n_train=300, n_test=100, seed=0):

@@ -55,10 +55,32 @@ def test_tutorial_is_a_jupytext_percent_notebook(path):
     markdown = re.findall(r"^# %% \[markdown\]", text, flags=re.M)
     code = re.findall(r"^# %%\s*$", text, flags=re.M)
     assert len(markdown) >= 5 and len(code) >= 5, "steps alternate text and code"
-    assert "$" in text, "the markdown cells carry the equations in LaTeX"
+    assert re.search(r"\$\$?[^$]*\\[a-zA-Z]+", text), "the markdown cells carry equations in LaTeX"
     assert re.search(r"^# #+ .*Summary", text, flags=re.M | re.I), "ends with a summary"
     assert re.search(r"^# #+ .*Exercises", text, flags=re.M | re.I), "and exercises"
     assert "plt.show(" not in text
+
+
+def declared_figures(path: Path) -> set[str]:
+    """The figures a tutorial's first cell says it writes (its "**Figures written**" list)."""
+    header = re.search(r"\*\*Figures? written\*\*(.*?)(?:\n#\s*\n|\n# %%)", path.read_text(), flags=re.S)
+    assert header, f"{path.name}: the first cell lists the figures it writes"
+    return set(re.findall(r"`(\d\d_[\w-]+\.png)`", header.group(1)))
+
+
+def test_every_committed_tutorial_figure_has_its_tutorial():
+    declared = set().union(*(declared_figures(p) for p in TUTORIALS))
+    committed = {p.name for p in (ROOT / "figures").glob("[0-9][0-9]_*.png")}
+    assert committed == declared, f"orphans: {committed - declared}, missing: {declared - committed}"
+
+
+def test_a_tutorial_runs_from_inside_the_tutorials_folder(tmp_path):
+    """As a student opening it in Jupyter would: the working directory is tutorials/."""
+    env = dict(os.environ, MPLBACKEND="Agg", NNREF_FIGURES_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, TUTORIALS[0].name], cwd=ROOT / "tutorials", env=env,
+                          capture_output=True, text=True, timeout=4 * TIME_LIMIT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name for p in tmp_path.glob("*.png")} == declared_figures(TUTORIALS[0])
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
@@ -68,7 +90,7 @@ def test_tutorial_runs_and_writes_its_figures(results, path):
     assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert r["seconds"] < TIME_LIMIT_S, f"{path.name} took {r['seconds']:.1f} s"
     written = sorted(p.name for p in r["out"].glob("*.png"))
-    assert written, f"{path.name} wrote no figure"
+    assert set(written) == declared_figures(path), "writes exactly the figures its first cell lists"
     prefix = path.name[:2] + "_"
     assert all(name.startswith(prefix) for name in written), written
     committed = {p.name for p in (ROOT / "figures").glob("*.png")}

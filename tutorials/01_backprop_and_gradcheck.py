@@ -465,7 +465,8 @@ assert check_gradients(bug2, x, labels)["W1"] > 1e-2
 # with an error of $1 - 1/B \approx 0.83$ (the gradient is $1/6$ of what it should be), and
 # every other parameter is still exact. Bug 2 breaks `W1` and `b1`, the parameters
 # *below* the broken ReLU, whose gradients flow through it, while `W2, b2, W3, b3`, above
-# it, stay at $10^{-10}$. Reading the errors layer by layer localises the broken backward.
+# it, stay near $10^{-9}$ (finite-difference rounding, as in section 3). Reading the errors
+# layer by layer localises the broken backward.
 #
 # ## Summary
 #

@@ -65,8 +65,8 @@ np.set_printoptions(precision=4, suppress=True)
 #
 # $$x \sim \mathcal N(0, I_4), \qquad y = S\, w^\top x, \quad \|w\| = 1, \quad S = 30,$$
 #
-# so $y \sim \mathcal N(0, S^2)$: predicting 0 costs a mean squared error of about
-# $S^2 = 900$. The loss is the MSE over batches of 32, the optimizer plain SGD with
+# so $y \sim \mathcal N(0, S^2)$: predicting 0 costs a mean squared error of $S^2 = 900$ in
+# expectation (this sample of 256 has a variance of about 740). The loss is the MSE over batches of 32, the optimizer plain SGD with
 # $\eta = 0.03$, for 50 epochs of 256 examples (400 steps). The task is linear on purpose:
 # the only hard thing about it is its **scale**. Nothing here is exotic; forgetting to
 # standardize a regression target is one of the most common ways to meet exploding
@@ -157,8 +157,8 @@ for eta_lambda in (0.5, 1.5, 2.5):
 # Three facts make the loop:
 #
 # 1. By (1) the gradient is proportional to the errors, and the errors start at about
-#    $|y| \sim S$: the first gradient is some 25 to 30 times larger than with $S = 1$
-#    (115 against 4.8 in the runs below).
+#    $|y| \sim S$: the first gradient is some 25 times larger than with $S = 1$
+#    (115 against 4.8, 24 times, in the runs below).
 # 2. A 30-times-larger first step changes the weights a lot.
 # 3. The entries of $J$ are hidden activations and products of later layers' weights, so
 #    the curvature grows at least like the square of the weights' scale. Larger weights,

@@ -46,6 +46,7 @@ from nnref.mlp import MLP
 from nnref.optim import Adam
 from nnref.plots import STYLE, figures_dir, save_figure
 from nnref.quant import (
+    prepare_qat,
     TFLITE_INT8_ACTIVATIONS,
     TFLITE_INT8_WEIGHTS,
     TFLITE_INT8_WEIGHTS_PER_TENSOR,
@@ -377,11 +378,20 @@ for name, lin in (("W1", model.linears[0]), ("W2", model.linears[1])):
 
 # %%
 def accuracy_with_fake_quantized_weights(scheme) -> float:
-    """Test accuracy of a copy of the model whose weights went through fake_quantize."""
+    """Test accuracy of a copy of the model whose weights went through fake_quantize
+    (rounded half away from zero, as TensorFlow Lite's converter does)."""
     m = model.copy()
     for lin in m.linears:
-        lin.W[...] = fake_quantize(lin.W, scheme.for_tensor(lin.W))
+        lin.W[...] = fake_quantize(lin.W, scheme.for_tensor(lin.W), rounding="half_away")
     return m.accuracy(x_test, y_test)
+
+
+# The library does exactly this when it simulates weight quantization (tutorial 07):
+# prepare_qat with act_bits=None fake-quantizes the weights only.
+simulated = prepare_qat(model, weight_bits=4, act_bits=None).to_float(fake_quantized=True)
+for lin, sim in zip(model.linears, simulated.linears):
+    by_hand = fake_quantize(lin.W, TFLITE_INT8_WEIGHTS.with_bits(4).for_tensor(lin.W), rounding="half_away")
+    np.testing.assert_array_equal(sim.W, by_hand)
 
 
 print(f"float32 weights: {100 * model.accuracy(x_test, y_test):.2f} %")

@@ -351,7 +351,7 @@ assert all(100 * (float_acc - acc) <= 1.0 for acc in observer_acc.values())
 # the trade-off of tutorial 04 at work: a smaller range means a finer step for everyone
 # (rounding error down), but the values beyond it are clamped (clamping error up). The
 # MSE search and the moving average shrink the ranges a little and gain a fraction of a
-# dB; the percentile clamps too much and loses 2 to 4 dB. With 256 levels rounding error
+# dB; the percentile clamps too much and loses a few dB (up to about 4). With 256 levels rounding error
 # is already small, so shrinking the range gains little, and min-max is a sound default.
 # The calibration set matters more than the observer: it must contain the extremes the
 # model will meet, or they are clamped at inference time.
