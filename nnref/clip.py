@@ -318,16 +318,24 @@ def _check_skip(skip) -> tuple:
     return tuple(skip)
 
 
-def _unitwise_norm(x: np.ndarray) -> np.ndarray:
+AGC_UNITS = ("per_unit", "nfnets")
+
+
+def _unitwise_norm(x: np.ndarray, units: str = "per_unit") -> np.ndarray:
     """L2 norm of each output unit, shaped to broadcast against ``x`` (float64).
 
-    The rule of the AGC authors' ``unitwise_norm`` (DeepMind's nfnets, also Optax): a
-    tensor that squeezes to at most 1-D (a bias, a scalar, an ``(in, 1)`` or ``(1, out)``
-    matrix) is ONE unit; a 2-D ``(in, out)`` weight has one unit per output column.
+    ``units="per_unit"`` (nnref's default): an ``(in, out)`` weight has one unit per output
+    column ``W[:, i]`` whatever its shape; a 1-D bias ``(out,)`` has one unit per element,
+    ``b[i]`` being output unit ``i``'s bias (norm ``|b_i|``); a scalar is one unit.
+    ``units="nfnets"``: the AGC authors' ``unitwise_norm`` (DeepMind's nfnets, also Optax
+    and timm): a tensor that squeezes to at most 1-D (a bias, a scalar, an ``(in, 1)`` or
+    ``(1, out)`` matrix) is ONE unit; a 2-D weight has one unit per output column.
     """
     x64 = x.astype(np.float64)
-    if np.squeeze(x).ndim <= 1:
+    if units == "nfnets" and np.squeeze(x).ndim <= 1:
         return np.sqrt(np.sum(x64 * x64, keepdims=True))
+    if x.ndim <= 1:
+        return np.abs(x64)
     if x.ndim == 2:
         return np.sqrt(np.sum(x64 * x64, axis=0, keepdims=True))
     raise ValueError(
@@ -336,7 +344,8 @@ def _unitwise_norm(x: np.ndarray) -> np.ndarray:
 
 
 def adaptive_clip(
-    grads: Grads, params: Grads, clipping: float = 0.01, eps: float = 1e-3, skip: tuple | list = ()
+    grads: Grads, params: Grads, clipping: float = 0.01, eps: float = 1e-3, skip: tuple | list = (),
+    units: str = "per_unit",
 ) -> Grads:
     """Unit-wise adaptive gradient clipping, AGC (Brock et al. 2021, arXiv 2102.06171).
 
@@ -346,13 +355,15 @@ def adaptive_clip(
         G_i    <- G_i * limit_i / max(||G_i||_F, 1e-6)     if ||G_i||_F > limit_i
         G_i    <- G_i                                       otherwise
 
-    Units follow the authors' reference code (DeepMind's nfnets ``unitwise_norm`` and
-    ``SGD_AGC``; Optax's ``adaptive_grad_clip`` uses the same units): for an ``(in, out)``
-    weight ``W`` a unit is one output column ``W[:, i]``; a 1-D bias ``b`` of shape
-    ``(out,)`` is ONE unit, ``||b||_2`` over the whole vector, as is any tensor that
-    squeezes to at most 1-D (so an ``(in, 1)`` or ``(1, out)`` weight too). (timm's PyTorch
-    port also treats a vector as one unit; its weights are ``(out, in)``, so it reduces
-    over rows.) ``eps`` keeps zero-initialised parameters (biases) from freezing: their
+    Units (``units``): the paper's units are a layer's output units, "the rows of the
+    weight matrix" in its ``(out, in)`` layout. With ``units="per_unit"`` (default) unit
+    ``i`` of an ``(in, out)`` weight ``W`` is its output column ``W[:, i]``, always, and a
+    1-D bias ``b`` of shape ``(out,)`` is treated per unit: ``b_i``, with norm ``|b_i|``,
+    belongs to unit ``i``. ``units="nfnets"`` reproduces the authors' reference code
+    (DeepMind's nfnets ``unitwise_norm`` and ``SGD_AGC``; Optax's ``adaptive_grad_clip``
+    and timm do the same): there a 1-D bias is ONE unit, ``||b||_2`` over the whole
+    vector, as is any tensor that squeezes to at most 1-D (so an ``(in, 1)`` or
+    ``(1, out)`` weight too). Columns of 2-D weights agree under both. ``eps`` keeps zero-initialised parameters (biases) from freezing: their
     limit is ``clipping * eps``. The ``1e-6`` only guards a division by zero.
 
     ``params``: the parameters, same structure, keys and shapes as ``grads``, finite.
@@ -365,6 +376,8 @@ def adaptive_clip(
     """
     clipping = check_nonnegative(clipping, "clipping")
     eps = check_nonnegative(eps, "eps")
+    if units not in AGC_UNITS:
+        raise ValueError(f"units: expected one of {AGC_UNITS}, got {units!r}")
     keys, g_arrays = _unpack(grads, "grads")
     w_arrays = _unpack_like(params, grads, keys, g_arrays)
     skip = _check_skip(skip)
@@ -376,8 +389,8 @@ def adaptive_clip(
         if k in skip:
             out.append(g.copy())
             continue
-        limit = clipping * np.maximum(_unitwise_norm(w), eps)
-        g_norm = _unitwise_norm(g)
+        limit = clipping * np.maximum(_unitwise_norm(w, units), eps)
+        g_norm = _unitwise_norm(g, units)
         with np.errstate(invalid="ignore", divide="ignore"):
             factor = np.where(g_norm > limit, limit / np.maximum(g_norm, 1e-6), 1.0)
         out.append(_scale(g, factor))
@@ -602,16 +615,19 @@ class Adaptive(Clipper):
     """:func:`adaptive_clip` (AGC); needs ``params``. ``threshold`` is None: the limits
     are per unit, ``clipping * max(||W_i||, eps)``, not one number."""
 
-    def __init__(self, clipping: float = 0.01, eps: float = 1e-3, skip=()) -> None:
+    def __init__(self, clipping: float = 0.01, eps: float = 1e-3, skip=(), units: str = "per_unit") -> None:
         self.clipping = check_nonnegative(clipping, "clipping")
         self.eps = check_nonnegative(eps, "eps")
         self.skip = _check_skip(skip)
+        if units not in AGC_UNITS:
+            raise ValueError(f"units: expected one of {AGC_UNITS}, got {units!r}")
+        self.units = units
         super().__init__()
 
     def _clip(self, grads, params, total_norm):
         if params is None:
             raise ValueError("params: adaptive clipping needs the parameters (same keys as grads), got None")
-        return adaptive_clip(grads, params, self.clipping, self.eps, self.skip)
+        return adaptive_clip(grads, params, self.clipping, self.eps, self.skip, self.units)
 
 
 class AutoClip(Clipper):

@@ -414,7 +414,13 @@ def test_agc_unit_norm_bounded_and_small_units_unchanged(layer, clipping):
     under = g_norm <= limit
     assert np.array_equal(out["W1"][:, under], grads["W1"][:, under])
     np.testing.assert_allclose(o_norm[~under], limit[~under], rtol=RTOL)
-    # bias: the whole vector is one unit
+    # bias, per unit (default): b_i belongs to unit i, |gb_i| <= clipping * max(|b_i|, eps)
+    b_limit = clipping * np.maximum(np.abs(params["b1"]), 1e-3)
+    assert np.all(np.abs(out["b1"]) <= b_limit * (1 + RTOL))
+    small = np.abs(grads["b1"]) <= b_limit
+    assert np.array_equal(out["b1"][small], grads["b1"][small])
+    # bias with the authors' units (nfnets): the whole vector is one unit
+    out = adaptive_clip(grads, params, clipping=clipping, units="nfnets")
     b_limit = clipping * max(np.linalg.norm(params["b1"]), 1e-3)
     assert np.linalg.norm(out["b1"]) <= b_limit * (1 + RTOL)
     if np.linalg.norm(grads["b1"]) <= b_limit:
@@ -436,13 +442,18 @@ def test_agc_worked_example():
     # W columns have norms 5 and 1; clipping 0.1 -> limits 0.5 and 0.1.
     # G column 0 = [0.3, 0.4]: norm 0.5, not above 0.5 -> unchanged.
     # G column 1 = [1, 0]: norm 1 > 0.1 -> times 0.1 / 1 -> [0.1, 0].
-    # b = 0: limit 0.1 * max(0, 1e-3) = 1e-4; gb = [3e-4, 4e-4] has norm 5e-4 -> times 0.2
-    # -> [6e-5, 8e-5] (one unit; element-wise units would give [1e-4, 1e-4]).
+    # b = 0: limit 0.1 * max(0, 1e-3) = 1e-4 per unit; gb = [3e-4, 4e-4]: per unit (the
+    # default) each element is above 1e-4 -> both become 1e-4 (times 1/3 and 1/4);
+    # with the authors' units (nfnets) the vector is one unit of norm 5e-4 -> times 0.2
+    # -> [6e-5, 8e-5].
     params = {"W1": np.array([[3.0, 0.0], [4.0, 1.0]]), "b1": np.zeros(2)}
     grads = {"W1": np.array([[0.3, 1.0], [0.4, 0.0]]), "b1": np.array([3e-4, 4e-4])}
     out = adaptive_clip(grads, params, clipping=0.1)
     np.testing.assert_allclose(out["W1"], [[0.3, 0.1], [0.4, 0.0]], rtol=1e-15)
     np.testing.assert_array_equal(out["W1"][:, 0], grads["W1"][:, 0])
+    np.testing.assert_allclose(out["b1"], [1e-4, 1e-4], rtol=1e-12)
+    out = adaptive_clip(grads, params, clipping=0.1, units="nfnets")
+    np.testing.assert_allclose(out["W1"], [[0.3, 0.1], [0.4, 0.0]], rtol=1e-15)
     np.testing.assert_allclose(out["b1"], [6e-5, 8e-5], rtol=1e-12)
     # skip: the named tensors come back unchanged (the authors skip the final layer)
     out = adaptive_clip(grads, params, clipping=0.1, skip=("b1",))
@@ -454,10 +465,15 @@ def test_agc_worked_example():
 
 
 def test_agc_squeezed_matrices_are_one_unit_and_nan_units_are_left_alone():
-    # (1, 2) weight squeezes to 1-D: one unit of norm ||W|| = 5, limit 0.1 * 5 = 0.5;
-    # G = [[0, 1]] has norm 1 -> times 0.5 -> [[0, 0.5]] (per column it would be [[0, 0.4]]).
-    out = adaptive_clip([np.array([[0.0, 1.0]])], [np.array([[3.0, 4.0]])], clipping=0.1)
+    # nfnets units: a (1, 2) weight squeezes to 1-D: one unit of norm ||W|| = 5, limit
+    # 0.1 * 5 = 0.5; G = [[0, 1]] has norm 1 -> times 0.5 -> [[0, 0.5]].
+    out = adaptive_clip([np.array([[0.0, 1.0]])], [np.array([[3.0, 4.0]])], clipping=0.1, units="nfnets")
     np.testing.assert_allclose(out[0], [[0.0, 0.5]], rtol=1e-15)
+    # per unit (default): columns, limits 0.3 and 0.4; column 1 has norm 1 -> [[0, 0.4]]
+    out = adaptive_clip([np.array([[0.0, 1.0]])], [np.array([[3.0, 4.0]])], clipping=0.1)
+    np.testing.assert_allclose(out[0], [[0.0, 0.4]], rtol=1e-15)
+    with pytest.raises(ValueError, match="units"):
+        adaptive_clip([np.ones(2)], [np.ones(2)], units="rows")
     # NaN in column 0: its norm is NaN and `NaN > limit` is False, so the unit is left as
     # it is (the authors' rule); column 1 (norm 0 <= limit) is unchanged; column 2
     # ([3, 4], norm 5 > limit 0.1 * sqrt(2)) is clipped; the NaN does not spread.

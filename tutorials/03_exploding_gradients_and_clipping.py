@@ -240,7 +240,9 @@ assert np.all(steps <= demo.max_norm * (1 + 1e-6))  # float32 rounding of the sc
 # | adaptive (AGC) | per unit: $G_i \leftarrow G_i \cdot \ell_i / \lVert G_i \rVert$ if $\lVert G_i \rVert > \ell_i = \lambda \max(\lVert W_i \rVert, 10^{-3})$ | `adaptive_clip(g, W, clipping=λ)` |
 #
 # With $v = 2$, $c = 5$, and for AGC $\lambda = 0.5$ with weights $W_1 = (0.6, 0.8)$
-# (norm 1) and $W_2 = (0, 0, 10)$ (norm 10): a vector is one unit, so the limits are
+# (norm 1) and $W_2 = (0, 0, 10)$ (norm 10), treating each vector as one unit (the AGC
+# authors' rule, `units="nfnets"`; nnref's default, `units="per_unit"`, gives each bias
+# entry its own unit, which here happens to give the same numbers): the limits are
 # $0.5$ and $5$. By hand:
 #
 # - by value: $(2, 2)$ and $(0, 0, 2)$; global norm $\sqrt{12} \approx 3.46$;
@@ -262,7 +264,7 @@ results = {
     "by value (v = 2)": clip.clip_by_value(grads, 2.0),
     "by norm (c = 5)": clip.clip_by_norm(grads, 5.0),
     "by global norm (c = 5)": by_global,
-    "adaptive (lambda = 0.5)": clip.adaptive_clip(grads, weights, clipping=0.5),
+    "adaptive (lambda = 0.5)": clip.adaptive_clip(grads, weights, clipping=0.5, units="nfnets"),
 }
 flat = np.concatenate(list(grads.values()))
 print(f"{'method':24s} {'g1':>18s} {'g2':>24s} {'global norm':>12s} {'cos(angle to g)':>16s}")
