@@ -10,11 +10,14 @@ test set:
   calibrated (min-max) on the training set, int8 activations, integer-only inference;
 - quantization-aware training (QAT) at 4, 3 and 2 bits: :func:`nnref.quant.qat.prepare_qat`
   from the float model, ranges calibrated on the training set, 5 epochs of Adam at lr 3e-4,
-  then converted with ``quantize_model(qat.to_float(), ..., bits=b)``.
+  then converted with :meth:`~nnref.quant.qat.QATMLP.convert`: the weights and the
+  activation ranges QAT learned (not recalibrated).
 
 "accuracy" is the deployed model's: the float model for float rows, the integer-only
 model for int rows. "simulation" is the fake-quantized float model of the same
-quantization (a ``QATMLP`` in eval mode); the two should agree closely. Sizes are
+quantization (a ``QATMLP`` in eval mode): for PTQ rows calibrated as the converter
+calibrates, for QAT rows the trained simulation whose grids the converted model uses.
+The two should agree closely (they differ only in bias and requantization rounding). Sizes are
 :func:`nnref.quant.report.model_size_bytes` (packed weights, int32 biases, float32 scales,
 4-byte zero points, activation parameters). Every accuracy is the mean over the seeds with
 the range min..max.
@@ -99,9 +102,9 @@ def run(seeds=(0, 1, 2), epochs: int = EPOCHS, qat_epochs: int = QAT_EPOCHS) -> 
             qat = prepare_qat(model, weight_bits=b).calibrate(x_tr)
             fit(qat, Adam(QAT_LR), x_tr, y_tr, epochs=qat_epochs, batch_size=BATCH, seed=seed,
                 verbose=False)
-            rows[f"qat{b}"].accuracy.append(
-                quantize_model(qat.to_float(), x_tr, bits=b).accuracy(x_te, y_te))
-            rows[f"qat{b}"].simulation.append(qat.eval().accuracy(x_te, y_te))
+            qat.eval()
+            rows[f"qat{b}"].accuracy.append(qat.convert().accuracy(x_te, y_te))
+            rows[f"qat{b}"].simulation.append(qat.accuracy(x_te, y_te))
     return list(rows.values())
 
 

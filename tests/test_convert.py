@@ -25,6 +25,7 @@ from nnref.mlp import MLP
 from nnref.optim import Adam
 from nnref.quant.convert import (
     FIXED_OUTPUT_QPARAMS,
+    REQUANTIZATIONS,
     QuantizedLayer,
     QuantizedMLP,
     build_lut,
@@ -436,10 +437,45 @@ def test_quantize_bias_worked_examples_and_overflow():
     assert b_q.dtype == np.int32 and b_q.tolist() == [2, -3]
     # Per channel: 1.0 / (0.5 * 0.5) = 4, 1.0 / (0.5 * 0.125) = 16.
     assert quantize_bias(np.array([1.0, 1.0]), 0.5, np.array([0.5, 0.125])).tolist() == [4, 16]
-    with pytest.raises(ValueError, match="b: bias"):
-        quantize_bias(np.array([1e10]), 1e-3, 1e-3)  # 1e16 does not fit int32
+    # The converter multiplies by the float32 reciprocal: s_b = float32(0.0123) *
+    # float32(0.00766237685456872); inv = float32(1 / s_b); float32(b) * inv = -6385.5005
+    # -> -6386, whereas b / s_b in float64 is -6385.49997 -> -6385.
+    b, s_in, s_w = -0.6018157005310059, 0.0123, 0.00766237685456872
+    assert float(b) / (float(np.float32(s_in)) * float(np.float32(s_w))) > -6385.5  # the division would give -6385
+    assert quantize_bias(np.array([b]), s_in, s_w).tolist() == [-6386]
+    # Saturation, as the converter: 1e10 / 1e-6 = 1e16 -> 2**31 - 1; symmetric on the negative side.
+    assert quantize_bias(np.array([1e10, -1e10]), 1e-3, 1e-3).tolist() == [INT32_MAX, -INT32_MAX]
     with pytest.raises(ValueError, match="weight_scale"):
         quantize_bias(np.array([1.0, 2.0]), 0.5, np.array([0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"input_scale, weight_scale: expected scales > 0, got input_scale = -0.5"):
+        quantize_bias(np.array([1.0]), -0.5, 0.5)
+    with pytest.raises(ValueError, match=r"underflows or overflows float32"):
+        quantize_bias(np.array([1.0]), 1e-30, 1e-30)
+
+
+def ref_converter_bias(b: float, s_in: float, s_w: float) -> int:
+    """TFLite's converter, one value: float32 scale product, float32(1.0 / double(s_b)),
+    float32 product, std::round, clamp to +-(2**31 - 1). Python floats are doubles."""
+    s_b = np.float32(np.float32(s_in) * np.float32(s_w))
+    inv = np.float32(1.0 / float(s_b))
+    v = float(np.float32(np.float32(b) * inv))
+    r = half_away(Fraction(v))
+    return max(-INT32_MAX, min(INT32_MAX, r))
+
+
+@given(seed=seeds)
+def test_quantize_bias_equals_the_converter_and_is_odd_and_within_a_step(seed):
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal(9) * 10.0 ** rng.integers(-3, 4, 9)
+    s_in = float(10.0 ** rng.uniform(-4, -1))
+    s_w = 10.0 ** rng.uniform(-4, -1, 9)
+    q = quantize_bias(b, s_in, s_w)
+    assert q.tolist() == [ref_converter_bias(bi, s_in, si) for bi, si in zip(b, s_w)]
+    assert np.array_equal(quantize_bias(-b, s_in, s_w), -q)  # round half away is odd
+    # Unsaturated values are within half a step plus float32 rounding of b / s_b.
+    s_b = (np.float32(s_in) * s_w.astype(np.float32)).astype(np.float64)
+    ok = np.abs(q) < INT32_MAX
+    assert np.all(np.abs(q - b / s_b)[ok] <= 0.5 + 1e-6 * np.abs(b / s_b)[ok] + 1e-6)
 
 
 def test_converted_model_records_tflite_parameters(relu_model, relu_qmodel, digits):
@@ -459,9 +495,43 @@ def test_converted_model_records_tflite_parameters(relu_model, relu_qmodel, digi
         # m0 * 2**(shift - 31) is M to within half a unit in the last place.
         approx = m0 * np.exp2(shift - 31.0)
         assert np.all(np.abs(approx - layer.real_multiplier) <= np.exp2(shift - 32.0))
-        expected_m = (float(layer.in_qparams.scale) * layer.w_qparams.scale.astype(np.float64)
-                      / float(layer.out_qparams.scale))
-        assert np.array_equal(layer.real_multiplier, expected_m)
+        # TFLite PopulateConvolutionQuantizationParams (per channel): every factor widened
+        # to double first, M = double(s_in) * double(s_w[c]) / double(s_out).
+        expected_m = [float(layer.in_qparams.scale) * float(s) / float(layer.out_qparams.scale)
+                      for s in layer.w_qparams.scale]
+        assert layer.real_multiplier.tolist() == expected_m
+    # Per tensor: TFLite GetQuantizedConvolutionMultipler takes the scale product in float32
+    # and widens only that: M = double(float32(s_in) * float32(s_w)) / double(s_out).
+    q_pt = quantize_model(relu_model, x_tr, weight_scheme="tflite_int8_weights_per_tensor")
+    for layer in q_pt.layers:
+        assert not layer.w_qparams.per_channel
+        s_in, s_w = np.float32(layer.in_qparams.scale), np.float32(layer.w_qparams.scale)
+        expected = float(np.float32(s_in * s_w)) / float(layer.out_qparams.scale)
+        assert layer.real_multiplier.tolist() == [expected] * layer.out_features
+
+
+def test_per_tensor_multiplier_takes_the_scale_product_in_float32():
+    # A triple where the order shows in m0: TFLite computes
+    # double(float32(0.6373247504234314) * float32(0.02743261121213436)) / 0.4377395212650299
+    # -> QuantizeMultiplier -> (1372340954, -4); the all-double product gives 1372340950.
+    s_in, s_w, s_out = 0.6373247504234314, 0.02743261121213436, 0.4377395212650299
+    layer = QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), weight_qp(s_w),
+                           act_qp(s_in, 0), act_qp(s_out, 0))
+    assert (int(layer.m0[0]), int(layer.shift[0])) == (1372340954, -4)
+    # Per channel with the same single scale keeps TFLite's per-channel (all-double) order.
+    layer_pc = QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), weight_qp([s_w]),
+                              act_qp(s_in, 0), act_qp(s_out, 0))
+    assert (int(layer_pc.m0[0]), int(layer_pc.shift[0])) == (1372340950, -4)
+
+
+@pytest.mark.parametrize("s_in, s_w, s_out", [(0.5, 0.25, 1e-45), (1e36, 1e36, 1.0), (1e30, 1e-5, 1e-30)])
+def test_layer_refuses_non_finite_multipliers(s_in, s_w, s_out):
+    # 0.125 / 1e-45 (a float32 subnormal), 1e72 (beyond float32) and 1e55: float32 gives inf,
+    # which would wrap silently when cast to an integer.
+    for req in REQUANTIZATIONS:
+        with pytest.raises(ValueError, match="in_qparams, w_qparams, out_qparams: the scales give a non-finite"):
+            QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), weight_qp(s_w),
+                           act_qp(s_in, 0), act_qp(s_out, 0), requantization=req)
 
 
 def test_lookup_table_worked_values_and_monotonicity():
@@ -725,3 +795,178 @@ def test_layer_constructor_checks(relu_qmodel):
                        act_qp(0.1, -128), act_qp(1.0, 0))
     with pytest.raises(ValueError, match="in_qparams"):
         QuantizedMLP([layer], relu_qmodel.layers[1].out_qparams)
+
+
+# --------------------------------------------------------------------------- QAT activation grids
+
+
+def test_activation_qparams_replace_calibration(digits, relu_model):
+    # Grids given by hand (as QAT would learn them) are used as they are, with no
+    # calibration data at all; the weights and biases are quantized against them.
+    grids = [act_qp(1 / 255, -128), act_qp(0.05, -128), act_qp(0.1, 7)]
+    q = quantize_model(relu_model, None, activation_qparams=grids)
+    assert q.input_qparams == grids[0]
+    assert [layer.out_qparams for layer in q.layers] == grids[1:]
+    assert [layer.in_qparams for layer in q.layers] == grids[:2]
+    for lin, layer in zip(relu_model.linears, q.layers):
+        w_q, w_qp = quantize_weights(lin.W)
+        assert np.array_equal(layer.w_q, w_q)
+        assert np.array_equal(layer.bias_q, quantize_bias(lin.b, layer.in_qparams.scale, w_qp.scale))
+    # Passing calibration data too changes nothing: the given grids win.
+    q2 = quantize_model(relu_model, digits[0][:50], activation_qparams=grids)
+    x_q = q.quantize_input(digits[1])
+    assert np.array_equal(q.forward_int(x_q), q2.forward_int(x_q))
+    # The grids the calibrated conversion chose, given back, reproduce that model exactly.
+    cal = quantize_model(relu_model, digits[0])
+    again = quantize_model(relu_model, None,
+                           activation_qparams=[cal.input_qparams] + [l.out_qparams for l in cal.layers])
+    assert np.array_equal(again.forward_int(x_q), cal.forward_int(x_q))
+
+
+def test_activation_qparams_from_a_qat_model(digits):
+    from nnref.quant.qat import prepare_qat
+
+    x_tr, x_te, _, y_te = digits
+    qat = prepare_qat(trained(digits, "relu", (64, 16, 10)))
+    qat.calibrate(x_tr)
+    grids = qat.activation_qparams
+    q = quantize_model(qat.to_float(), None, activation_qparams=grids)
+    assert [q.input_qparams] + [layer.out_qparams for layer in q.layers] == grids
+    assert q.accuracy(x_te, y_te) >= qat.accuracy(x_te, y_te) - 0.03
+
+
+def test_activation_qparams_with_lookup_tables_still_calibrate_the_preactivation(digits):
+    model = trained(digits, "tanh", (64, 16, 10))
+    grids = [act_qp(1 / 255, -128), act_qp(0.01, 3), act_qp(0.1, 7)]
+    with pytest.raises(ValueError, match="calibration_x: layers \\[0\\] use a lookup table"):
+        quantize_model(model, None, activation_qparams=grids)
+    q = quantize_model(model, digits[0], activation_qparams=grids)
+    cal = quantize_model(model, digits[0])
+    # The pre-activation grid is calibrated; tanh's output grid is TFLite's fixed one, not
+    # the given entry; the input and the logits come from the given grids.
+    assert q.layers[0].pre_qparams == cal.layers[0].pre_qparams
+    assert q.layers[0].out_qparams == FIXED_OUTPUT_QPARAMS["tanh"]
+    assert q.input_qparams == grids[0] and q.layers[1].out_qparams == grids[2]
+
+
+def test_activation_qparams_are_validated(relu_model):
+    good = [act_qp(1 / 255, -128), act_qp(0.05, -128), act_qp(0.1, 7)]
+    with pytest.raises(TypeError, match="activation_qparams: expected a list of 3 QParams"):
+        quantize_model(relu_model, None, activation_qparams=good[0])
+    with pytest.raises(ValueError, match="activation_qparams: expected 3 QParams .* got 2"):
+        quantize_model(relu_model, None, activation_qparams=good[:2])
+    with pytest.raises(ValueError, match=r"activation_qparams\[1\] \(out_0\): expected a QParams, got None"):
+        quantize_model(relu_model, None, activation_qparams=[good[0], None, good[2]])
+    with pytest.raises(TypeError, match=r"activation_qparams\[2\] \(out_1\): expected a QParams"):
+        quantize_model(relu_model, None, activation_qparams=[good[0], good[1], (0.1, 7)])
+    four_bit = QParams(scale=np.float32(0.1), zero_point=np.int32(0), qmin=-8, qmax=7, bits=4, signed=True)
+    with pytest.raises(ValueError, match=r"activation_qparams\[0\] \(input\): expected per-tensor int8"):
+        quantize_model(relu_model, None, activation_qparams=[four_bit, good[1], good[2]])
+    with pytest.raises(ValueError, match="calibration_x: expected .* got None"):
+        quantize_model(relu_model, None)
+
+
+# --------------------------------------------------------------------------- fast path, trace bound, load checks
+
+
+class _ProductSpy(np.ndarray):
+    """A weight array that records every product computed with it: the operands' dtypes
+    and the raw (float) result, before the layer casts it back to integers."""
+
+    calls: list = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        inputs = tuple(np.asarray(v).view(np.ndarray) for v in inputs)
+        out = getattr(ufunc, method)(*inputs, **kwargs)
+        _ProductSpy.calls.append((ufunc.__name__, inputs[0].dtype, out))
+        return out
+
+
+@pytest.mark.parametrize("k, dtype", [(1032, np.float32), (1033, np.float64), (4000, np.float64)])
+def test_layer_fast_path_at_the_float32_bound_is_exact(k, dtype):
+    # K * 128 * 127 <= 2**24 = 16,777,216 exactly up to K = 1032 (16,776,192): float32;
+    # K = 1033 gives 16,792,448 > 2**24, so the layer must switch to float64.
+    w = np.full((k, 3), 127, np.int8)
+    w[:, 1] = -127
+    w[::2, 2] = -127
+    x = np.array([np.full(k, -128), np.full(k, 127), np.where(np.arange(k) % 2, 127, -128),
+                  np.where(np.arange(k) % 3, -128, 127)], dtype=np.int8)
+    # s_in = 1, s_w = 1, s_out = 2**17: M = 2**-17; the spy checks the raw product itself.
+    layer = QuantizedLayer(w, np.zeros(3, np.int32), weight_qp(1.0), act_qp(1.0, 0), act_qp(2.0**17, 0))
+    assert layer._blas_dtype == dtype
+    layer._w_blas = layer._w_blas.view(_ProductSpy)
+    _ProductSpy.calls = []
+    y_auto = layer.forward(x, "auto")
+    (name, seen, raw), = _ProductSpy.calls
+    assert name == "matmul" and seen == dtype and raw.dtype == dtype
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    assert np.abs(exact).max() == k * 128 * 127  # the extreme really is reached
+    assert np.array_equal(raw.astype(np.int64), exact) and np.all(raw == exact)
+    assert np.array_equal(y_auto, layer.forward(x, "int"))
+    assert np.array_equal(y_auto, layer.trace(x, "int")["y"])
+
+
+def test_trace_accepts_every_layer_the_constructor_accepts():
+    # K = 66,000, zp_in = -128, |w| <= 127: 66,000 * 255 * 127 = 2,137,410,000 <= 2**31 - 1,
+    # so the layer is valid (the dtype bound K * 255 * 128 would not be).
+    k = 66_000
+    layer = QuantizedLayer(np.full((k, 1), 127, np.int8), np.zeros(1, np.int32), weight_qp(1e-3),
+                           act_qp(1e-3, -128), act_qp(4e2, 0))
+    x = np.full((2, k), 127, np.int8)
+    x[1] = -128
+    for method in ("auto", "int"):
+        record = layer.trace(x, method)
+        assert record["acc"].dtype == np.int32
+        assert record["acc"][:, 0].tolist() == [k * 255 * 127, 0]
+        assert np.array_equal(record["y"], layer.forward(x, method))
+
+
+def test_load_rebuilds_lookup_tables_and_checks_fixed_grids(tmp_path, digits):
+    model = trained(digits, "tanh", (64, 16, 10))
+    q = quantize_model(model, digits[0])
+    good = tmp_path / "tanh.npz"
+    q.save(good)
+
+    def rewrite(name, change):
+        with np.load(good) as data:
+            arrays = {k: data[k] for k in data.files}
+        change(arrays)
+        path = tmp_path / name
+        np.savez(path, **arrays)
+        return path
+
+    def tamper_lut(a):
+        lut = a["layer0.lut"].copy()
+        lut[200] = lut[200] - 1 if lut[200] > -128 else lut[200] + 1
+        a["layer0.lut"] = lut
+
+    def relabel(a):
+        a["layer0.activation"] = np.array("sigmoid")
+
+    with pytest.raises(ValueError, match=r"lut_tampered.npz: .*layer0.lut: the stored table differs"):
+        QuantizedMLP.load(rewrite("lut_tampered.npz", tamper_lut))
+    with pytest.raises(ValueError, match=r"relabelled.npz: .*layer0.out: a sigmoid layer's output grid is fixed"):
+        QuantizedMLP.load(rewrite("relabelled.npz", relabel))
+
+
+def test_leaky_relu_alpha_is_saved_and_checked(tmp_path, digits):
+    from nnref.layers import LeakyReLU, Linear
+
+    model = MLP([64, 16, 10], seed=0)
+    model.layers = [model.layers[0], LeakyReLU(0.2), model.layers[2]]
+    assert isinstance(model.layers[2], Linear)
+    q = quantize_model(model, digits[0][:200])
+    assert q.layers[0].alpha == 0.2 and q.layers[1].alpha is None
+    path = tmp_path / "leaky.npz"
+    q.save(path)
+    r = QuantizedMLP.load(path)
+    assert r.layers[0].alpha == 0.2 and np.array_equal(r.layers[0].lut, q.layers[0].lut)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["layer0.alpha"] = np.array(0.01)
+    np.savez(tmp_path / "other_alpha.npz", **arrays)
+    with pytest.raises(ValueError, match="other_alpha.npz: .*layer0.lut: the stored table differs"):
+        QuantizedMLP.load(tmp_path / "other_alpha.npz")
+    with pytest.raises(ValueError, match="alpha: only for leaky_relu"):
+        QuantizedLayer(q.layers[1].w_q, q.layers[1].bias_q, q.layers[1].w_qparams, q.layers[1].in_qparams,
+                       q.layers[1].out_qparams, alpha=0.2)

@@ -509,6 +509,53 @@ def test_qlinear_matmul_matches_onnxruntime_emulation(case, data):
     assert np.array_equal(got, ref_onnxruntime_qlinear_matmul(a, sa, za, b, sb, zb, sy, zy, out_dtype))
 
 
+pow2_scales = st.integers(-8, 2).map(lambda e: 2.0**e)
+
+
+@given(matmul_cases(), pow2_scales, pow2_scales, pow2_scales, st.data())
+def test_qlinear_matmul_matches_the_emulation_at_ties(case, ea, eb, ey, data):
+    # Power-of-two scales make the multiplier a power of two, so acc * mult is often an
+    # exact half: the round-half-to-even ties the uniform scales above never produce.
+    a, b, za, zb = case
+    if np.ndim(za):
+        za = za.reshape(-1, 1)
+    out_dtype = data.draw(st.sampled_from([np.int8, np.uint8]))
+    zy = np.array(data.draw(st.integers(*RANGES[np.dtype(out_dtype)])), dtype=out_dtype)[()]
+    got = qlinear_matmul(a, ea, za, b, eb, zb, ey, zy)
+    assert np.array_equal(got, ref_onnxruntime_qlinear_matmul(a, ea, za, b, eb, zb, ey, zy, out_dtype))
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_qlinear_matmul_matches_the_emulation_when_float32_acc_rounds(seed):
+    # K = 1100 with a - za up to 255 and |b| up to 127: |acc| up to 35,623,500 > 2**24, where
+    # float32(acc) itself rounds (to a multiple of 2 or 4) before the multiplier.
+    rng = np.random.default_rng(seed)
+    k = 1100
+    a = rng.integers(90, 128, size=(3, k)).astype(np.int8)
+    b = (rng.choice([-1, 1], size=(k, 2)) * rng.integers(100, 128, size=(k, 2)))
+    b[:, 0] = np.abs(b[:, 0])
+    a[0, 0] = 127  # a - za = 255 is odd, so changing b[0, 0] by one flips acc[0, 0]'s parity:
+    if sum((int(v) + 128) * int(w) for v, w in zip(a[0], b[:, 0])) % 2 == 0:
+        b[0, 0] -= 1  # make acc[0, 0] odd, which float32 cannot hold above 2**24
+    b = b.astype(np.int8)
+    acc = np.array(ref_matmul(a, b, -128, 0), dtype=np.int64)
+    assert np.abs(acc).max() > 2**24
+    assert np.any(acc.astype(np.float32).astype(np.int64) != acc)  # float32(acc) really rounds
+    sy = float(2.0 ** rng.integers(17, 20))  # ties again: mult = 2**-17 .. 2**-19
+    for sa in (1.0, 0.3):
+        got = qlinear_matmul(a, sa, -128, b, 1.0, 0, sy, np.int8(3))
+        assert np.array_equal(got, ref_onnxruntime_qlinear_matmul(a, sa, -128, b, 1.0, 0, sy, np.int8(3), np.int8))
+
+
+@pytest.mark.parametrize("sa, sb, sy", [(1.0, 1.0, 1e-45), (1e38, 1e38, 1.0)])
+def test_qlinear_matmul_refuses_a_non_finite_multiplier(sa, sb, sy):
+    # 1 / 1e-45 (a float32 subnormal) and 1e38 * 1e38 overflow float32 to inf; inf * acc
+    # cast to an integer would wrap silently.
+    a, b = np.ones((1, 2), np.int8), np.ones((2, 1), np.int8)
+    with pytest.raises(ValueError, match="a_scale, b_scale, y_scale: the float32 multiplier .* is not finite"):
+        qlinear_matmul(a, sa, 0, b, sb, 0, sy, np.int8(0))
+
+
 def onnx_reference_evaluator(acc: int, multiplier: np.float32, zy: int) -> int:
     """ONNX's Python reference: int32 acc times the float32 multiplier in float64, + zp, rint."""
     return int(np.rint(np.array([acc], np.int32) * np.array(multiplier, np.float32) + zy)[0])
@@ -526,6 +573,10 @@ def test_qlinear_matmul_tie_with_odd_zero_point():
     assert onnx_reference_evaluator(5, np.float32(0.5), 2) == 4
     # A negative tie: -5 * 0.5 = -2.5 -> -2 (even), + 0.
     assert qlinear_matmul(-a, 1.0, 0, b, 0.5, 0, 1.0, np.int8(0)).tolist() == [[-2]]
+    # The independent emulation agrees on every one of these ties.
+    for x, zy in ((a, 1), (a, 2), (-a, 0)):
+        assert np.array_equal(qlinear_matmul(x, 1.0, 0, b, 0.5, 0, 1.0, np.int8(zy)),
+                              ref_onnxruntime_qlinear_matmul(x, 1.0, 0, b, 0.5, 0, 1.0, np.int8(zy), np.int8))
 
 
 def test_qlinear_matmul_float32_product_differs_from_float64():

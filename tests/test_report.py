@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from nnref.data import load_digits
 from nnref.mlp import MLP
-from nnref.quant.ops import fake_quantize
+from nnref.quant.convert import WEIGHT_ROUNDING, quantize_weights
+from nnref.quant.ops import dequantize, fake_quantize
 from nnref.quant.qparams import QScheme, get_scheme
 from nnref.quant.report import (
     SizeBreakdown,
@@ -120,7 +121,11 @@ def test_weight_error_report_rows(seed, bits, per_channel):
     for row, lin in zip(rows, model.linears):
         qp = get_scheme(name).with_bits(bits).for_tensor(lin.W)
         assert row.shape == lin.W.shape and row.bits == bits
-        assert (row.mse, row.max_abs, row.sqnr_db) == quantization_error(lin.W, fake_quantize(lin.W, qp))
+        assert (row.mse, row.max_abs, row.sqnr_db) == quantization_error(
+            lin.W, fake_quantize(lin.W, qp, WEIGHT_ROUNDING))
+        # By default the error is that of the weights the converter stores.
+        w_q, w_qp = quantize_weights(lin.W, name, bits)
+        assert row[3:6] == quantization_error(lin.W, dequantize(w_q, w_qp))
         assert (row.scale_min, row.scale_max) == (qp.scale.min(), qp.scale.max())
         # A min-max range clamps nothing: every error is at most half a step.
         assert row.max_abs <= row.scale_max / 2 * (1 + 1e-6)

@@ -53,7 +53,7 @@ from nnref.quant.fixed_point import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
 )
-from nnref.quant.kernels import activation_range, exact_float_dtype, matmul_int32
+from nnref.quant.kernels import activation_range, exact_float_dtype
 from nnref.quant.observers import MinMaxObserver
 from nnref.quant.ops import dequantize, quantize, round_half_away
 from nnref.quant.qparams import TFLITE_INT8_ACTIVATIONS, QParams, QScheme, get_scheme
@@ -156,14 +156,25 @@ def quantize_weights(W, weight_scheme: str | QScheme = "tflite_int8_weights",
 def quantize_bias(b, input_scale, weight_scale) -> np.ndarray:
     """Quantize a bias to int32 with scale ``s_in * s_w[c]`` and zero point 0.
 
-    Formula (TensorFlow Lite's int8 spec: the bias of a FullyConnected layer is int32,
-    ``scale = input_scale * weight_scale[c]``; converter ``SymmetricPerChannelBiasQuantize``)::
+    Formula: exactly TensorFlow Lite's converter (``SymmetricPerChannelBiasQuantize`` in
+    ``tools/optimize/quantization_utils.cc``; int8 spec: the bias of a FullyConnected
+    layer is int32 with ``scale = input_scale * weight_scale[c]``), in its precisions::
 
-        s_b[c]    = float32(s_in) * float32(s_w[c])          (a float32 product, as stored)
-        bias_q[c] = round_half_away(b[c] / s_b[c])          (the division in float64)
+        s_b[c]     = float32(s_in) * float32(s_w[c])              float32 product
+        inv[c]     = float32(1.0 / double(s_b[c]))                 reciprocal in double, stored as float
+        bias_q[c]  = round_half_away(float32(b[c]) * inv[c])       float32 product, std::round
+        bias_q[c]  = clamp(bias_q[c], -(2**31 - 1), 2**31 - 1)     saturated, as the converter
 
-    With this scale the bias adds directly to the int32 accumulator, which is in units of
-    ``s_in * s_w[c]`` too.
+    Multiplying by the float32 reciprocal is not the same as dividing: e.g. ``b =
+    -0.6018157005310059, s_in = 0.0123, s_w = 0.00766237685456872`` gives -6386 here (and
+    in the converter), while ``round(b / s_b)`` in float64 gives -6385. With this scale the
+    bias adds directly to the int32 accumulator, which is in units of ``s_in * s_w[c]``.
+
+    Saturation: the converter casts to int32 *before* clamping, which is undefined in C++
+    for out-of-range values; nnref clamps the rounded float instead, which is what the
+    clamp intends. A saturated bias usually means the scales are far too small; the
+    :class:`QuantizedLayer` constructor then refuses the layer (its accumulator bound).
+    Where the converter would use ``inv = 0`` for a zero scale, nnref raises.
 
     Args:
         b: (N,) finite real array.
@@ -174,8 +185,8 @@ def quantize_bias(b, input_scale, weight_scale) -> np.ndarray:
         (N,) int32.
 
     Raises:
-        ValueError: a rounded value outside int32 (``|bias_q| > 2**31 - 1``), which an int32
-        accumulator could not hold; a scale product that underflows float32 to 0; shapes.
+        ValueError: scales <= 0; a scale product that underflows float32 to 0 or whose
+        reciprocal overflows float32; shapes.
     """
     b = as_float_array(b, "b", ndim=1)
     s_in = as_float_array(input_scale, "input_scale", ndim=0).astype(np.float32)
@@ -183,18 +194,20 @@ def quantize_bias(b, input_scale, weight_scale) -> np.ndarray:
     if s_w.ndim == 1 and s_w.shape != b.shape:
         raise ValueError(f"weight_scale: expected a scalar or shape {b.shape} (one per output), got shape {s_w.shape}")
     if not (s_in > 0 and np.all(s_w > 0)):
-        raise ValueError("input_scale, weight_scale: expected scales > 0")
-    s_b = s_in * s_w  # float32 * float32
-    if np.any(s_b == 0) or not np.all(np.isfinite(s_b)):
-        raise ValueError(f"input_scale, weight_scale: the bias scale s_in * s_w underflows or overflows float32 ({s_in} * {s_w.min()})")
-    q = round_half_away(b.astype(np.float64) / s_b.astype(np.float64))
-    if np.any(np.abs(q) > INT32_MAX):
-        i = int(np.argmax(np.abs(q)))
+        raise ValueError(f"input_scale, weight_scale: expected scales > 0, got input_scale = "
+                         f"{float(s_in)!r} and weight_scale in [{float(s_w.min())!r}, {float(s_w.max())!r}]")
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):  # checked just below
+        s_b = s_in * s_w  # float32 * float32
+        inverse = (1.0 / s_b.astype(np.float64)).astype(np.float32)  # double 1.0 / s_b, stored as float
+    if np.any(s_b == 0) or not (np.all(np.isfinite(s_b)) and np.all(np.isfinite(inverse))):
         raise ValueError(
-            f"b: bias[{i}] = {b[i]!r} / scale {float(np.broadcast_to(s_b, b.shape)[i])!r} rounds to "
-            f"{q[i]:.0f}, outside int32 [-(2**31 - 1), 2**31 - 1]: the bias does not fit the "
-            f"int32 accumulator (scales too small for this bias)"
+            f"input_scale, weight_scale: the bias scale s_in * s_w = {float(s_in)!r} * "
+            f"[{float(s_w.min())!r}, {float(s_w.max())!r}] underflows or overflows float32 "
+            f"(or its reciprocal does)"
         )
+    with np.errstate(over="ignore"):  # |b * inv| beyond float32: +-inf, saturated below
+        q = round_half_away(b.astype(np.float32) * inverse)  # float32 * float32
+    q = np.clip(q.astype(np.float64), -INT32_MAX, INT32_MAX)  # float64 holds 2**31 - 1 exactly
     return q.astype(np.int32)
 
 
@@ -273,6 +286,27 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _tflite_real_multiplier(s_in, s_w, s_out, n: int) -> np.ndarray:
+    """TensorFlow Lite's real requantization multiplier ``M[j]``, (n,) float64.
+
+    Per tensor (``s_w`` a scalar), ``GetQuantizedConvolutionMultipler`` in
+    ``kernels/kernel_util.cc``, which the FullyConnected kernel calls: the scale product is
+    taken in float32 and only then widened::
+
+        M = double(float32(s_in) * float32(s_w)) / double(s_out)
+
+    Per channel (``s_w`` an (n,) array), ``PopulateConvolutionQuantizationParams``: every
+    factor is widened first, ``M[j] = double(s_in) * double(s_w[j]) / double(s_out)``.
+    The two orders can differ in the last bits of ``m0``.
+    """
+    s_in, s_out = np.float32(s_in), np.float32(s_out)
+    s_w = np.asarray(s_w, dtype=np.float32)
+    if s_w.ndim == 0:
+        product = np.float64(s_in * s_w)  # float32 * float32, then widened
+        return np.full(n, product / np.float64(s_out))
+    return np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
+
+
 class QuantizedLayer:
     """One int8 Linear layer and its activation, integer-only (TensorFlow Lite order).
 
@@ -285,14 +319,20 @@ class QuantizedLayer:
       (``None`` without a table);
     - ``activation``: one of :data:`ACTIVATION_KINDS`; ``lut`` (256,) int8 for
       :data:`LUT_ACTIVATIONS`, else ``None``;
-    - ``requantization`` (``"fixed_point"`` or ``"float"``) and ``rounding``.
+    - ``requantization`` (``"fixed_point"`` or ``"float"``) and ``rounding``;
+    - ``alpha``: a leaky ReLU layer's slope, the one its table was built with (``None``
+      otherwise, or if not given; :meth:`QuantizedMLP.save` needs it to let
+      :meth:`QuantizedMLP.load` rebuild and check the table).
 
     Derived at construction, for the Linear's own output grid ``(s_o, zp_o)``
     (``pre_qparams`` with a table, ``out_qparams`` otherwise):
 
-    - ``real_multiplier[j] = s_in * s_w[j] / s_o`` in float64 (TensorFlow Lite
-      ``PopulateConvolutionQuantizationParams``), and ``(m0[j], shift[j]) =
-      quantize_multiplier(real_multiplier[j])``, (N,) int32;
+    - ``real_multiplier[j] = s_in * s_w[j] / s_o`` (N,) float64, in TensorFlow Lite's
+      order: per channel ``double(s_in) * double(s_w[j]) / double(s_o)``
+      (``PopulateConvolutionQuantizationParams``), per tensor
+      ``double(float32(s_in) * float32(s_w)) / double(s_o)``, the product in float32
+      (``GetQuantizedConvolutionMultipler``, used by FullyConnected); and ``(m0[j],
+      shift[j]) = quantize_multiplier(real_multiplier[j])``, (N,) int32;
     - ``float_multiplier[j] = float32(float32(s_in) * float32(s_w[j])) / float32(s_o)``,
       (N,) float32 (onnxruntime's QLinearMatMul / QLinearConv order);
     - ``act_min, act_max = activation_range("relu" or None, s_o, zp_o)``.
@@ -321,7 +361,7 @@ class QuantizedLayer:
     def __init__(self, w_q: np.ndarray, bias_q: np.ndarray, w_qparams: QParams, in_qparams: QParams,
                  out_qparams: QParams, activation: str = "none", pre_qparams: QParams | None = None,
                  lut: np.ndarray | None = None, requantization: str = "fixed_point",
-                 rounding: str = "single") -> None:
+                 rounding: str = "single", alpha: float | None = None) -> None:
         if not isinstance(w_q, np.ndarray) or w_q.dtype != np.int8:
             raise TypeError(f"w_q: expected an int8 array (in, out), got {describe(w_q)}")
         if w_q.ndim != 2 or w_q.size == 0:
@@ -347,6 +387,9 @@ class QuantizedLayer:
                 raise ValueError(f"pre_qparams, lut: only for {LUT_ACTIVATIONS} layers, not {activation!r}")
             self.pre_qparams = None
             self.lut = None
+        if alpha is not None and self.activation != "leaky_relu":
+            raise ValueError(f"alpha: only for leaky_relu layers, not {activation!r}, got {alpha!r}")
+        self.alpha = None if alpha is None else float(alpha)
         self.w_q = _readonly(w_q)
         self.bias_q = _readonly(bias_q)
 
@@ -354,11 +397,21 @@ class QuantizedLayer:
         self.zp_in = int(self.in_qparams.zero_point)
         self.zp_lin = int(lin.zero_point)
         s_w = np.broadcast_to(self.w_qparams.scale, (n,))
-        self.real_multiplier = _readonly(
-            float(self.in_qparams.scale) * s_w.astype(np.float64) / float(lin.scale))
+        with np.errstate(over="ignore", under="ignore"):  # checked just below
+            self.real_multiplier = _readonly(_tflite_real_multiplier(
+                self.in_qparams.scale,
+                self.w_qparams.scale if self.w_qparams.per_channel else np.reshape(self.w_qparams.scale, ()),
+                lin.scale, n))
+            self.float_multiplier = _readonly((self.in_qparams.scale * s_w) / lin.scale)  # float32 ops
+        for name, mult in (("real_multiplier", self.real_multiplier), ("float_multiplier", self.float_multiplier)):
+            if not np.all(np.isfinite(mult)):
+                raise ValueError(
+                    f"in_qparams, w_qparams, out_qparams: the scales give a non-finite {name} "
+                    f"(s_in * s_w) / s_out with s_in = {float(self.in_qparams.scale)!r}, s_w in "
+                    f"[{float(s_w.min())!r}, {float(s_w.max())!r}], s_out = {float(lin.scale)!r}"
+                )
         m0, shift = quantize_multiplier(self.real_multiplier)
         self.m0, self.shift = _readonly(m0), _readonly(shift)
-        self.float_multiplier = _readonly((self.in_qparams.scale * s_w) / lin.scale)  # float32 ops
         self.act_min, self.act_max = activation_range(
             "relu" if self.activation == "relu" else None, float(lin.scale), self.zp_lin)
         self._check_accumulator_bound()
@@ -479,13 +532,30 @@ class QuantizedLayer:
         out = self._clamp(scaled)
         return out if self.lut is None else self._lookup(out)
 
+    def _centred_product(self, x_q: np.ndarray, method: str) -> np.ndarray:
+        """``sum_k (x_q - zp_x) * w_q`` as int32: in float64 BLAS when provably exact
+        (``K * 255 * max|w_q| <= 2**53``) and ``method="auto"``, else in int64. The cast
+        to int32 is exact: the constructor proved the bound for every int8 input."""
+        x_centred = x_q.astype(np.int64) - self.zp_in  # |x - zp_x| <= 255
+        w_max = max(-int(self.w_q.min()), int(self.w_q.max()))
+        dtype = exact_float_dtype(self.in_features, 255, w_max) if method == "auto" else None
+        if dtype is None:
+            acc = x_centred @ self._w_int64
+        else:
+            acc = (x_centred.astype(dtype) @ self.w_q.astype(dtype)).astype(np.int64)  # exact integers
+        return acc.astype(np.int32)
+
     def trace(self, x_q: np.ndarray, method: str = "auto") -> dict[str, np.ndarray]:
         """Every integer intermediate of the layer, step by step (for teaching).
 
         Returns a dict of arrays (B, N) unless noted:
 
         - ``x_q`` (B, K) int8: the input;
-        - ``acc`` int32: ``sum_k (x_q - zp_x) * w_q`` (:func:`~nnref.quant.kernels.matmul_int32`);
+        - ``acc`` int32: ``sum_k (x_q - zp_x) * w_q``, the centred definition computed
+          literally (not :meth:`forward`'s folded form), exact by the same bound the
+          constructor proved (``K * max|x - zp_x| * max|w_q| + max|bias_q| <= 2**31 - 1``
+          with the actual ``max|w_q|``, 127 for narrow-range int8), so every layer the
+          constructor accepts can be traced;
         - ``acc_bias`` int32: ``acc + bias_q``;
         - ``scaled`` int32: ``MBQM(acc_bias, m0, shift)`` (fixed point) or the rounded
           float product (``"float"``), before the zero point;
@@ -494,7 +564,7 @@ class QuantizedLayer:
         - ``y`` int8: the layer's output (``lut_out`` if present, else ``out``).
         """
         self._check_input(x_q, method)
-        acc = matmul_int32(x_q, self.w_q, self.zp_in, 0, method)
+        acc = self._centred_product(x_q, method)
         acc_bias = (acc.astype(np.int64) + self.bias_q).astype(np.int32)  # in range: proven
         if self.requantization == "float":
             scaled = self._float_scaled(acc_bias)
@@ -561,6 +631,12 @@ class QuantizedMLP:
     products run: ``"auto"`` through float BLAS where that is provably exact (bit-identical
     results, 10-100x faster; numpy has no integer BLAS), ``"int"`` in int64 arithmetic only.
     Every method below that takes ``method=None`` uses this attribute.
+
+    "No float operation after the input is quantized" holds only for ``method="int"``
+    with ``requantization="fixed_point"``. The default ``"auto"`` runs each int8 product
+    through float32 or float64 BLAS: the results are the exact integers, but the
+    operations are float operations; ``requantization="float"`` applies the multiplier in
+    float32 on any method (onnxruntime's arithmetic).
     """
 
     def __init__(self, layers: list[QuantizedLayer], input_qparams: QParams, method: str = "auto") -> None:
@@ -637,7 +713,9 @@ class QuantizedMLP:
         return x_q
 
     def quantize_input(self, x) -> np.ndarray:
-        """Quantize float inputs to int8 with ``input_qparams``: the model's only float op.
+        """Quantize float inputs to int8 with ``input_qparams``: the model's only float op
+        when it runs with ``method="int"`` and ``requantization="fixed_point"`` (with
+        ``"auto"`` the int8 products also go through float BLAS, exactly; see the class).
 
         Formula (TensorFlow Lite's QUANTIZE kernel, ``reference_ops::AffineQuantize``;
         float32 arithmetic, ``std::round`` = half away from zero)::
@@ -696,7 +774,7 @@ class QuantizedMLP:
             x_q: (B, in_features) int8 (from :meth:`quantize_input`).
             trace: also return one dict per layer with every integer intermediate
                 (:meth:`QuantizedLayer.trace`: ``x_q, acc, acc_bias, scaled, out,
-                [lut_out], y``), computed step by step with the checked kernels.
+                [lut_out], y``), computed step by step (the centred product, then MBQM).
             method: ``"auto"``, ``"int"`` or None (the model's :attr:`method`).
 
         Returns:
@@ -720,6 +798,9 @@ class QuantizedMLP:
 
     def predict(self, x, method: str | None = None) -> np.ndarray:
         """Predicted classes: quantize ``x`` once, run :meth:`forward_int`, integer argmax.
+
+        Integer-only after :meth:`quantize_input` with ``method="int"`` (and fixed-point
+        requantization); ``method="auto"`` computes the int8 products exactly in float BLAS.
 
         ``argmax_j logits_q[:, j]`` over int8 logits (ties: the first index, as numpy).
         Dequantizing is monotone (scale > 0), so this is also the argmax of the
@@ -829,6 +910,11 @@ class QuantizedMLP:
             if layer.lut is not None:
                 arrays.update(_qparams_arrays(p + "pre", layer.pre_qparams))
                 arrays[p + "lut"] = layer.lut
+            if layer.activation == "leaky_relu":
+                if layer.alpha is None:
+                    raise ValueError(f"layers[{i}]: a leaky_relu layer needs its alpha to be saved "
+                                     f"(construct the QuantizedLayer with alpha=...), got None")
+                arrays[p + "alpha"] = np.array(layer.alpha, dtype=np.float64)
         write_archive(path, _FORMAT, _FORMAT_VERSION, arrays)
 
     @classmethod
@@ -838,7 +924,10 @@ class QuantizedMLP:
         Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file
         for anything else wrong: not a zip/npz (truncated, foreign), another format or
         version, missing or unexpected entries, wrong dtypes or shapes, grids that do not
-        chain, or stored m0/shift/clamp bounds that disagree with the stored scales.
+        chain, stored m0/shift/clamp bounds that disagree with the stored scales, a lookup
+        table that differs from the one :func:`build_lut` rebuilds from the stored grids
+        (and leaky ReLU ``alpha``), or a tanh/sigmoid output grid other than
+        :data:`FIXED_OUTPUT_QPARAMS`.
         """
         path = os.fspath(path)
         arrays = read_archive(path, _FORMAT, _FORMAT_VERSION, "QuantizedMLP")
@@ -852,6 +941,7 @@ class QuantizedMLP:
                 p = f"layer{i}."
                 activation = str(_entry(arrays, p + "activation", used))
                 has_lut = activation in LUT_ACTIVATIONS
+                alpha = float(_entry(arrays, p + "alpha", used)) if activation == "leaky_relu" else None
                 layer = QuantizedLayer(
                     w_q=_entry(arrays, p + "w_q", used),
                     bias_q=_entry(arrays, p + "bias_q", used),
@@ -863,7 +953,15 @@ class QuantizedMLP:
                     lut=_entry(arrays, p + "lut", used) if has_lut else None,
                     requantization=req,
                     rounding=rnd,
+                    alpha=alpha,
                 )
+                if activation in FIXED_OUTPUT_QPARAMS and layer.out_qparams != FIXED_OUTPUT_QPARAMS[activation]:
+                    raise ValueError(f"{p}out: a {activation} layer's output grid is fixed at "
+                                     f"{FIXED_OUTPUT_QPARAMS[activation]!r}, got {layer.out_qparams!r}")
+                if has_lut and not np.array_equal(
+                        layer.lut, build_lut(activation, layer.pre_qparams, layer.out_qparams, alpha or 0.0)):
+                    raise ValueError(f"{p}lut: the stored table differs from the {activation} table "
+                                     f"rebuilt from the stored grids")
                 for name, derived in (("m0", layer.m0), ("shift", layer.shift),
                                       ("act_range", np.array([layer.act_min, layer.act_max], dtype=np.int32))):
                     stored = _entry(arrays, p + name, used)
@@ -947,10 +1045,30 @@ def _layer_activations(model: MLP) -> list[tuple[str, float]]:
     return out
 
 
+def _check_activation_qparams(qps, n_layers: int) -> list[QParams] | None:
+    """``activation_qparams`` checked: None, or ``n_layers + 1`` per-tensor int8 QParams."""
+    if qps is None:
+        return None
+    if not isinstance(qps, (list, tuple)):
+        raise TypeError(f"activation_qparams: expected a list of {n_layers + 1} QParams "
+                        f"[input, out_0, ..., out_{n_layers - 1}], got {describe(qps)}")
+    if len(qps) != n_layers + 1:
+        raise ValueError(f"activation_qparams: expected {n_layers + 1} QParams (the input and each "
+                         f"of the {n_layers} layers' outputs), got {len(qps)}")
+    names = ["input"] + [f"out_{i}" for i in range(n_layers)]
+    for i, (qp, name) in enumerate(zip(qps, names)):
+        if qp is None:
+            raise ValueError(f"activation_qparams[{i}] ({name}): expected a QParams, got None "
+                             f"(no range learned yet: calibrate or train the QAT model first)")
+        _check_act_qparams(qp, f"activation_qparams[{i}] ({name})")
+    return list(qps)
+
+
 def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tflite_int8_weights",
                    activation_observer=MinMaxObserver, bits: int = 8,
                    requantization: str = "fixed_point", rounding: str = "single",
-                   calibration_batch_size: int = 512) -> QuantizedMLP:
+                   calibration_batch_size: int = 512,
+                   activation_qparams: list[QParams] | None = None) -> QuantizedMLP:
     """Convert a float MLP into an integer-only :class:`QuantizedMLP` (TensorFlow Lite's
     post-training full-integer quantization; see the module docstring for the steps).
 
@@ -972,6 +1090,19 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
             ``"float"``.
         calibration_batch_size: batches fed to the observers (see :func:`calibrate`): it
             matters for the moving-average observer, which averages per batch.
+        activation_qparams: None (calibrate every activation), or the activation grids
+            quantization-aware training learned, used instead of calibration (what
+            PyTorch's ``convert`` and TensorFlow Lite's converter do with QAT ranges): a
+            list of ``L + 1`` per-tensor int8 :class:`QParams` (``qmin, qmax = -128, 127``)
+            for a model with ``L`` Linear layers, ``[input, out_0, ..., out_{L-1}]``, where
+            ``out_l`` is layer ``l``'s output after its activation (``out_{L-1}`` the
+            logits). This is exactly :attr:`nnref.quant.qat.QATMLP.activation_qparams`
+            of a QATMLP built with ``act_bits=8``. Then ``calibration_x`` may be None,
+            unless a layer uses a lookup table (tanh, sigmoid, leaky ReLU): its
+            pre-activation grid is not among the QAT grids and is still calibrated from
+            ``calibration_x``. A tanh or sigmoid layer's output grid is always
+            :data:`FIXED_OUTPUT_QPARAMS` (TensorFlow Lite's spec), so its ``out_l`` entry
+            is not used.
 
     Per layer ``l`` with input grid ``(s_in, zp_in)``:
 
@@ -992,12 +1123,30 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
     _check_choice(requantization, "requantization", REQUANTIZATIONS)
     _check_choice(rounding, "rounding", _ROUNDINGS)
     activations = _layer_activations(model)
-    cal = calibrate(model, calibration_x, observer=activation_observer, batch_size=calibration_batch_size)
-    for name, obs in [("input", cal.input)] + [(f"outputs[{i}]", o) for i, o in enumerate(cal.outputs)]:
-        if obs.axis is not None:
-            raise ValueError(f"activation_observer: expected per-tensor observers, got {type(obs).__name__} (axis={obs.axis}) for {name}")
+    given = _check_activation_qparams(activation_qparams, len(activations))
+    needs_pre = [i for i, (kind, _) in enumerate(activations) if kind in LUT_ACTIVATIONS]
+    if given is None and calibration_x is None:
+        raise ValueError("calibration_x: expected (N, in_features) calibration inputs (or "
+                         "activation_qparams from quantization-aware training), got None")
+    cal = None
+    if given is None or (needs_pre and calibration_x is not None):
+        cal = calibrate(model, calibration_x, observer=activation_observer, batch_size=calibration_batch_size)
+        for name, obs in [("input", cal.input)] + [(f"outputs[{i}]", o) for i, o in enumerate(cal.outputs)]:
+            if obs.axis is not None:
+                raise ValueError(f"activation_observer: expected per-tensor observers, got {type(obs).__name__} (axis={obs.axis}) for {name}")
+    elif needs_pre:
+        raise ValueError(
+            f"calibration_x: layers {needs_pre} use a lookup table ({activations[needs_pre[0]][0]}), "
+            f"whose pre-activation grid activation_qparams does not hold; expected calibration "
+            f"inputs, got None"
+        )
 
-    input_qp = cal.input.qparams(TFLITE_INT8_ACTIVATIONS)
+    def grid(l: int) -> QParams:  # the grid of activation l: 0 the input, l + 1 layer l's output
+        if given is not None:
+            return given[l]
+        return (cal.input if l == 0 else cal.outputs[l - 1]).qparams(TFLITE_INT8_ACTIVATIONS)
+
+    input_qp = grid(0)
     layers, in_qp = [], input_qp
     for i, (lin, (kind, alpha)) in enumerate(zip(model.linears, activations)):
         w_q, w_qp = quantize_weights(lin.W, scheme, bits)
@@ -1007,12 +1156,13 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
             raise ValueError(f"model: layer {i}: {exc}") from None
         if kind in LUT_ACTIVATIONS:
             pre_qp = cal.preactivations[i].qparams(TFLITE_INT8_ACTIVATIONS)
-            out_qp = FIXED_OUTPUT_QPARAMS.get(kind) or cal.outputs[i].qparams(TFLITE_INT8_ACTIVATIONS)
+            out_qp = FIXED_OUTPUT_QPARAMS.get(kind) or grid(i + 1)
             lut = build_lut(kind, pre_qp, out_qp, alpha)
         else:
             pre_qp, lut = None, None
-            out_qp = cal.outputs[i].qparams(TFLITE_INT8_ACTIVATIONS)
+            out_qp = grid(i + 1)
         layers.append(QuantizedLayer(w_q, bias_q, w_qp, in_qp, out_qp, kind, pre_qp, lut,
-                                     requantization, rounding))
+                                     requantization, rounding,
+                                     alpha=alpha if kind == "leaky_relu" else None))
         in_qp = out_qp
     return QuantizedMLP(layers, input_qp)

@@ -258,8 +258,10 @@ def multiply_by_quantized_multiplier(
         t = 31 - shift
         MBQM(x) = (x * m0 + 2**(t - 1)) >> t        # in int64: one rounding, ties toward +inf
 
-    ``rounding="double"`` (gemmlowp; Jacob et al. 2018, section 2.2; TensorFlow Lite's
-    default before single rounding)::
+    ``rounding="double"`` (gemmlowp; Jacob et al. 2018, section 2.2; TensorFlow Lite
+    without the compile-time switch ``TFLITE_SINGLE_ROUNDING``, which selects between the
+    two forms: builds that leave it off, as TensorFlow Lite Micro builds commonly do, use
+    this one)::
 
         MBQM(x) = RDBPOT(SRDHM(x * 2**max(shift, 0), m0), max(-shift, 0))
 

@@ -547,9 +547,14 @@ def qlinear_matmul(
     *before* ``rint``; the two disagree by one at (near-)ties, e.g. ``acc * mult = 2.5``
     with ``zy = 1``: onnxruntime gives ``2 + 1 = 3``, the reference ``rint(3.5) = 4``.
 
-    Scales are float32 tensors in ONNX: they are rounded to float32 first. onnxruntime
+    Scales are float32 tensors in ONNX: they are rounded to float32 first; a multiplier
+    that is not finite in float32 (``y_scale = 1e-45``, ``a_scale = b_scale = 1e38``) is
+    refused (onnxruntime would cast ``inf``/``NaN`` to an integer). onnxruntime
     requires a per-tensor ``a_scale``/``a_zero_point``; the per-row form the ONNX spec
-    allows is supported here with the same per-element arithmetic. Where onnxruntime's
+    allows is supported here with the same per-element arithmetic. onnxruntime registers
+    the kernel only for ``(a, b -> y)`` = ``(uint8, uint8 or int8 -> uint8)`` and ``(int8,
+    int8 -> int8)``; nnref also accepts the other mixes of int8/uint8 (``int8, uint8``,
+    or an output type different from those) as an extension with the same arithmetic. Where onnxruntime's
     int32 accumulator would wrap, nnref refuses the shape (see :func:`matmul_int32`).
 
     Args:
@@ -574,8 +579,16 @@ def qlinear_matmul(
     zb = _onnx_zero_point(b_zero_point, "b_zero_point", b.dtype, per_col, n, "one per column of b")
     _matmul_operands(a, b, za, zb, ("a", "b", "a_zero_point", "b_zero_point"))  # K, overflow bound
 
+    with np.errstate(over="ignore", under="ignore"):
+        multiplier = (sa * sb) / sy  # float32 * float32, then / float32: onnxruntime's order
+    if not np.all(np.isfinite(multiplier)):
+        # inf * acc would be inf or NaN, and casting that to an integer wraps silently.
+        raise ValueError(
+            f"a_scale, b_scale, y_scale: the float32 multiplier (a_scale * b_scale) / y_scale "
+            f"is not finite (a_scale in [{float(sa.min())!r}, {float(sa.max())!r}], b_scale in "
+            f"[{float(sb.min())!r}, {float(sb.max())!r}], y_scale = {float(sy)!r})"
+        )
     acc = matmul_int32(a, b, za, zb)  # int32, exact (onnxruntime: MlasGemm)
-    multiplier = (sa * sb) / sy  # float32 * float32, then / float32: onnxruntime's order
     v = acc.astype(np.float32) * multiplier  # float32
     info = np.iinfo(out_dtype)
     v = np.clip(v, np.float32(info.min - zy), np.float32(info.max - zy))  # MLAS clamps first

@@ -14,16 +14,31 @@ The simulated network, for ``MLP([n0, n1, ..., nL])``::
 
     h_0 = FQ_in(x)                                  activation fake-quant (moving-average range)
     z_l = h_{l-1} @ FQ_w(W_l) + b_l                 weights fake-quantized per output channel
-    h_l = FQ_l(act(z_l))      (l < L)               ReLU etc., then activation fake-quant
+    h_l = FQ_l(relu(z_l))                 (l < L)   ReLU: the activation, then its fake-quant
+    h_l = FQ_l(act(FQ_pre_l(z_l)))        (l < L)   tanh, sigmoid, leaky ReLU (lookup tables)
     logits = FQ_L(z_L)
 
 Each ``FQ`` is ``fake_quantize`` with its own ``QParams``:
 
-- weights (``QATLinear``): scale(s) chosen from the *current* weights at every forward
-  (per-channel min-max, as PyTorch's per-channel weight observer during QAT), symmetric
-  narrow range by default (TensorFlow Lite's weight scheme at ``weight_bits``);
+- weights (``QATLinear``): scale(s) chosen from the *current* weights' min and max at
+  every forward (TensorFlow Model Optimization's ``LastValueQuantizer``; PyTorch's default
+  per-channel weight fake-quant instead tracks them with a
+  ``MovingAveragePerChannelMinMaxObserver``), symmetric narrow range by default
+  (TensorFlow Lite's weight scheme at ``weight_bits``);
 - activations (``ActivationFakeQuantize``): int8 asymmetric per tensor (TensorFlow Lite's
-  activation scheme at ``act_bits``), range from a ``MovingAverageMinMaxObserver``.
+  activation scheme at ``act_bits``), range from a ``MovingAverageMinMaxObserver``;
+- tanh and sigmoid outputs (``FixedQParamsFakeQuantize``, PyTorch's
+  ``FixedQParamsFakeQuantize``): fixed parameters, no observer. At 8 bits they are the
+  converter's :data:`~nnref.quant.convert.FIXED_OUTPUT_QPARAMS` (TensorFlow Lite's spec):
+  tanh scale 1/128, zero point 0 (the grid ``[-1, 127/128]``); sigmoid scale 1/256, zero
+  point -128 (``[0, 255/256]``); at ``b`` bits the same intervals with ``2**b`` levels.
+
+This is the graph :func:`nnref.quant.convert.quantize_model` builds: a ReLU layer
+requantizes straight onto ``FQ_l``'s grid (the ReLU is its clamp); a tanh, sigmoid or
+leaky-ReLU layer requantizes onto the pre-activation grid ``FQ_pre_l`` and a 256-entry
+table maps that onto the output grid, and the table entry for ``q`` is exactly
+``FQ_l(act(dequantize(q)))``. :meth:`QATMLP.convert` builds the integer model with the
+grids learned here.
 
 Backward (STE), with ``g = dL/dz`` and ``m`` the in-range mask of the weights::
 
@@ -40,20 +55,19 @@ multiplier (well below 1 in practice): fine-grained enough not to simulate (PyTo
 and TensorFlow's QAT leave the bias float too).
 
 Rounding: ``rounding="half_away"`` (default) rounds ties away from zero everywhere, as
-TensorFlow Lite's ``std::round`` and as nnref's integer model does for its weights and
-input (:mod:`nnref.quant.convert`), so ``quantize_model(qat.to_float(), ...,
-bits=weight_bits)`` stores exactly the weights this simulation used. ``"half_even"`` is
-PyTorch's fake-quant rounding; weights exactly at a tie then differ by one step from the
-converted ones.
+TensorFlow Lite's ``std::round`` and as nnref's integer model does for its weights, its
+input and its tables (:mod:`nnref.quant.convert`), so the converted model stores exactly
+the weights this simulation used. ``"half_even"`` is PyTorch's fake-quant rounding;
+weights exactly at a tie then differ by one step from the converted ones.
 
 What the simulation does *not* reproduce exactly (the "rounding-mode details"): the
 integer model rounds the bias to its int32 grid, represents each requantization
-multiplier ``s_in * s_w / s_out`` as a 31-bit fixed-point number, rounds its ties upward
-(fixed point) and divides its input in float32, while the simulation adds a float bias,
-rounds ``z / s_out`` directly and divides in float64; the simulation's sums carry float32
-rounding. Each of these can move an output by one integer step, rarely. And the converted
-model's activation ranges come from its own calibration (min-max on the calibration
-data, through the float model with the latent weights), not from the QAT observers.
+multiplier ``s_in * s_w / s_out`` as a 31-bit fixed-point number and rounds its ties
+upward (fixed point), while the simulation adds a float bias and rounds the float32
+quotient ``z / s_out`` half away; the simulation's sums carry float32 rounding, and its
+sigmoid is the overflow-free form where the table evaluates
+``1 / (1 + exp(-x))`` (they can differ in the last bit). Each of these can move an output
+by one integer step, rarely.
 """
 
 from __future__ import annotations
@@ -61,13 +75,34 @@ from __future__ import annotations
 import numpy as np
 
 from nnref._checks import check_int_in_range, describe
-from nnref.layers import Layer, Linear
+from nnref.layers import Layer, LeakyReLU, Linear, Sigmoid, Tanh
 from nnref.mlp import MLP
+from nnref.quant.convert import (
+    QuantizedLayer,
+    QuantizedMLP,
+    _weight_scheme,
+    build_lut,
+    quantize_model,
+)
 from nnref.quant.observers import MovingAverageMinMaxObserver
 from nnref.quant.ops import ROUNDING_MODES, fake_quantize_with_mask
-from nnref.quant.qparams import TFLITE_INT8_ACTIVATIONS, QParams, QScheme, get_scheme
+from nnref.quant.qparams import (
+    TFLITE_INT8_ACTIVATIONS,
+    QParams,
+    QScheme,
+    get_scheme,
+    qrange,
+)
 
-__all__ = ["QATLinear", "ActivationFakeQuantize", "QATMLP", "prepare_qat", "MAX_QAT_BITS"]
+__all__ = [
+    "QATLinear",
+    "ActivationFakeQuantize",
+    "FixedQParamsFakeQuantize",
+    "fixed_output_qparams",
+    "QATMLP",
+    "prepare_qat",
+    "MAX_QAT_BITS",
+]
 
 #: Widest weight/activation width QAT simulates: the integer model stores int8.
 MAX_QAT_BITS = 8
@@ -89,6 +124,14 @@ def _all_finite(a: np.ndarray) -> bool:
     return bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
 
 
+def _check_weight_scheme(weight_scheme, bits: int | None = None) -> QScheme:
+    """The converter's own check (:func:`nnref.quant.convert.quantize_weights`): symmetric,
+    signed, per tensor or per output column. Rejected here, before any training, rather
+    than at conversion."""
+    scheme = get_scheme(weight_scheme)
+    return _weight_scheme(scheme, scheme.bits if bits is None else bits)
+
+
 class QATLinear(Linear):
     """Linear layer whose forward uses fake-quantized weights (STE backward).
 
@@ -102,9 +145,12 @@ class QATLinear(Linear):
 
         dW = (x^T @ g) * m      db = sum_batch g      dx = g @ W_fq^T
 
-    With min-max ranges from the weights themselves nothing is clamped, so ``m`` is all
-    True: the STE then passes the whole gradient to the latent float ``W`` (the mask is
-    kept so the rule is the general one). Shapes and dtypes as
+    With TensorFlow Lite's convention (``symmetric_convention="tflite"``, the default
+    schemes) the scale is ``max|w| / qmax``, so no weight is clamped and ``m`` is all True:
+    the STE then passes the whole gradient to the latent float ``W``. With PyTorch's
+    symmetric convention (``scale = max|w| / ((qmax - qmin) / 2)``, e.g. 1.275 / 127.5 =
+    0.01 at 8 bits) the largest positive weight can land on ``qmax + 1`` (1.275 / 0.01 =
+    127.5, rounded to 128, clamped to 127) and its gradient is then masked to 0. Shapes and dtypes as
     :class:`~nnref.layers.Linear`; ``W``/``b`` are the latent float parameters the
     optimizer updates. After a forward, ``weight_qparams``, ``W_fq`` and ``weight_mask``
     hold what that forward used.
@@ -119,7 +165,7 @@ class QATLinear(Linear):
                  rounding: str = "half_away", init: str = "he", seed=0, dtype=np.float32,
                  gain: float = 1.0):
         super().__init__(in_features, out_features, init=init, seed=seed, dtype=dtype, gain=gain)
-        self.weight_scheme: QScheme = get_scheme(weight_scheme)
+        self.weight_scheme: QScheme = _check_weight_scheme(weight_scheme)
         self.rounding = _check_rounding(rounding)
         self.weight_qparams: QParams | None = None
         self.W_fq: np.ndarray | None = None
@@ -229,14 +275,86 @@ class ActivationFakeQuantize(Layer):
         return f"ActivationFakeQuantize(bits={self.scheme.bits}, qparams={self.qparams!r})"
 
 
+#: The activations whose integer output grid is fixed (TensorFlow Lite's int8 spec).
+FIXED_OUTPUT_ACTIVATIONS = ("tanh", "sigmoid")
+
+
+def fixed_output_qparams(activation: str, bits: int = 8) -> QParams:
+    """The fixed output grid of ``tanh`` or ``sigmoid`` at ``bits`` bits (signed, per tensor).
+
+    Formula, with ``n = 2**(bits-1)`` and ``q`` in ``[-n, n - 1]``::
+
+        tanh:     scale = 1 / n,        zero point 0     grid [-1, (n - 1) / n]
+        sigmoid:  scale = 1 / (2 n),    zero point -n    grid [0, (2n - 1) / (2n)]
+
+    i.e. the function's range ``[-1, 1]`` / ``[0, 1]`` cut into ``2**bits`` equal steps, the
+    top value left out. At 8 bits these are TensorFlow Lite's TANH (1/128, 0) and LOGISTIC
+    (1/256, -128) output parameters, :data:`nnref.quant.convert.FIXED_OUTPUT_QPARAMS`
+    (PyTorch's fixed parameters are the same intervals on its unsigned quint8 grid).
+    """
+    if activation not in FIXED_OUTPUT_ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {FIXED_OUTPUT_ACTIVATIONS}, got {activation!r}")
+    bits = check_int_in_range(bits, "bits", 2, MAX_QAT_BITS)
+    qmin, qmax = qrange(bits, signed=True)
+    n = 2 ** (bits - 1)
+    if activation == "tanh":
+        scale, zero_point = 1.0 / n, 0
+    else:
+        scale, zero_point = 1.0 / (2 * n), -n
+    return QParams(scale=np.float32(scale), zero_point=np.int32(zero_point), qmin=qmin,
+                   qmax=qmax, bits=bits, signed=True)
+
+
+class FixedQParamsFakeQuantize(ActivationFakeQuantize):
+    """Fake quantization onto a fixed grid, no observer (PyTorch's
+    ``FixedQParamsFakeQuantize``, used for sigmoid and tanh outputs).
+
+    ``forward(x, observe)``: ``out, mask = fake_quantize_with_mask(x, qparams)`` with
+    ``qparams = fixed_output_qparams(activation, bits)``; ``observe`` is accepted and
+    ignored (there is no range to move). Backward as :class:`ActivationFakeQuantize`:
+    ``dL/dx = dL/dout * mask``, zero where ``x`` was clamped (tanh values above
+    ``(n - 1) / n``, sigmoid values above ``(2n - 1) / (2n)``).
+    """
+
+    def __init__(self, activation: str, bits: int = 8, rounding: str = "half_away") -> None:
+        self.activation = activation
+        self.qparams = fixed_output_qparams(activation, bits)
+        self.scheme = TFLITE_INT8_ACTIVATIONS.with_bits(self.qparams.bits)
+        self.observer = None
+        self.rounding = _check_rounding(rounding)
+        self.mask = None
+
+    def reset(self) -> None:
+        """Nothing to forget: the grid is fixed."""
+
+    def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
+        if not _all_finite(x):
+            self.mask = np.ones(x.shape, dtype=bool)
+            return x
+        out, self.mask = fake_quantize_with_mask(x, self.qparams, self.rounding)
+        return out
+
+    def __repr__(self) -> str:
+        return f"FixedQParamsFakeQuantize({self.activation!r}, qparams={self.qparams!r})"
+
+
+def _activation_kind(layer: Layer) -> str:
+    """The converter's name for an activation layer: tanh, sigmoid, leaky_relu or other."""
+    return {Tanh: "tanh", Sigmoid: "sigmoid", LeakyReLU: "leaky_relu"}.get(type(layer), "other")
+
+
 class QATMLP(MLP):
     """An :class:`~nnref.mlp.MLP` whose forward simulates the quantized model.
 
     Build it with :func:`prepare_qat`. Layers, for ``MLP([n0, ..., nL])`` (the
-    ``ActivationFakeQuantize`` layers are absent when ``act_bits`` is None)::
+    fake-quant layers are absent when ``act_bits`` is None)::
 
-        ActivationFakeQuantize, QATLinear, act, ActivationFakeQuantize, ..., QATLinear,
+        ActivationFakeQuantize, QATLinear, ReLU, ActivationFakeQuantize, ..., QATLinear,
         ActivationFakeQuantize
+
+    and, in place of ``ReLU, ActivationFakeQuantize``, for a table activation (see the
+    module docstring) ``ActivationFakeQuantize`` (the pre-activation), ``LeakyReLU``,
+    ``ActivationFakeQuantize``, or ``..., Tanh`` / ``Sigmoid``, ``FixedQParamsFakeQuantize``.
 
     ``params``/``grads`` are keyed ``W1, b1, ...`` and hold the latent float parameters,
     so :func:`nnref.train.fit`, the optimizers and every clipper work unchanged.
@@ -253,9 +371,8 @@ class QATMLP(MLP):
 
     ``calibrate(x)`` resets the ranges and sets them from ``x`` (recommended before
     fine-tuning: the first training batch otherwise sets them). ``to_float()`` returns
-    the latent float model, which ``nnref.quant.convert.quantize_model(...,
-    bits=weight_bits)`` quantizes with exactly the weight quantization simulated here.
-    ``save`` writes the latent float weights as a plain MLP file (``MLP.load`` reads it).
+    the latent float model; :meth:`convert` the integer model with the weights and
+    activation grids simulated here. ``save`` writes the latent float weights as a plain MLP file (``MLP.load`` reads it).
     """
 
     def __init__(self, model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
@@ -273,7 +390,7 @@ class QATMLP(MLP):
         self.weight_bits = check_int_in_range(weight_bits, "weight_bits", 2, MAX_QAT_BITS)
         self.act_bits = None if act_bits is None else check_int_in_range(
             act_bits, "act_bits", 2, MAX_QAT_BITS)
-        self.weight_scheme = get_scheme(weight_scheme).with_bits(self.weight_bits)
+        self.weight_scheme = _check_weight_scheme(weight_scheme, self.weight_bits)
         self.rounding = _check_rounding(rounding)
         # Checked here even when act_bits is None (no observer would check it).
         self.averaging_constant = MovingAverageMinMaxObserver(averaging_constant).averaging_constant
@@ -284,29 +401,51 @@ class QATMLP(MLP):
         self.training = True
         self._step = False  # True only inside loss_and_grads: the forward of a training step
 
-        def act_fq() -> list[Layer]:
+        # The quantizers by role (the same objects as in self.layers): _output_fqs holds the
+        # input's and every layer's output quantizer, _pre_fqs per Linear layer the
+        # pre-activation quantizer of a table activation, else None.
+        self._output_fqs: list[ActivationFakeQuantize] = []
+        self._pre_fqs: list[ActivationFakeQuantize | None] = []
+
+        def act_fq(role: list, activation: str | None = None) -> list[Layer]:
             if self.act_bits is None:
                 return []
-            return [ActivationFakeQuantize(self.act_bits, averaging_constant, self.rounding)]
+            if activation in FIXED_OUTPUT_ACTIVATIONS:
+                fq = FixedQParamsFakeQuantize(activation, self.act_bits, self.rounding)
+            else:
+                fq = ActivationFakeQuantize(self.act_bits, averaging_constant, self.rounding)
+            role.append(fq)
+            return [fq]
 
-        self.layers = act_fq()
+        self.layers = act_fq(self._output_fqs)
         n_linear = len(model.linears)
-        k = 0
         for layer in model.layers:
             if isinstance(layer, Linear):
                 self.layers.append(QATLinear.from_linear(layer, self.weight_scheme, self.rounding))
-                k += 1
-                if k == n_linear:  # logits
-                    self.layers += act_fq()
-            else:  # the activation after a hidden Linear: quantize its output
+                self._pre_fqs.append(None)
+                if len(self._pre_fqs) == n_linear:  # logits
+                    self.layers += act_fq(self._output_fqs)
+            else:  # the activation after a hidden Linear
+                kind = _activation_kind(layer)
+                if kind != "other" and self.act_bits is not None:
+                    # The converter requantizes z onto its own grid before the table.
+                    self._pre_fqs.pop()
+                    self.layers += act_fq(self._pre_fqs)
                 self.layers.append(_copy_layer(layer))
-                self.layers += act_fq()
+                self.layers += act_fq(self._output_fqs, kind)
 
     # ---------------------------------------------------------------- structure
     @property
     def activation_quantizers(self) -> list[ActivationFakeQuantize]:
-        """The activation fake-quant layers in order: input, each hidden output, logits."""
-        return [layer for layer in self.layers if isinstance(layer, ActivationFakeQuantize)]
+        """The output fake-quant layers in order: input, each hidden output, logits
+        (without the pre-activation quantizers; empty when ``act_bits`` is None)."""
+        return list(self._output_fqs)
+
+    @property
+    def preactivation_quantizers(self) -> list[ActivationFakeQuantize | None]:
+        """Per Linear layer, the quantizer of its pre-activation ``z_l`` when a table
+        activation (tanh, sigmoid, leaky ReLU) follows it, else None."""
+        return list(self._pre_fqs)
 
     @property
     def weight_qparams(self) -> list[QParams | None]:
@@ -315,8 +454,15 @@ class QATMLP(MLP):
 
     @property
     def activation_qparams(self) -> list[QParams | None]:
-        """Per activation quantizer (input, hidden outputs, logits), its current QParams."""
-        return [fq.qparams for fq in self.activation_quantizers]
+        """Per output quantizer (input, hidden outputs, logits), its current QParams: the
+        layout of ``quantize_model``'s ``activation_qparams``."""
+        return [fq.qparams for fq in self._output_fqs]
+
+    @property
+    def preactivation_qparams(self) -> list[QParams | None]:
+        """Per Linear layer, its pre-activation quantizer's current QParams (None without
+        one, or before any range)."""
+        return [None if fq is None else fq.qparams for fq in self._pre_fqs]
 
     # ---------------------------------------------------------------- modes
     def train(self) -> "QATMLP":
@@ -339,8 +485,9 @@ class QATMLP(MLP):
         x = self._check_x(x)
         n = x.shape[0]
         bs = n if batch_size is None else check_int_in_range(batch_size, "batch_size", 1, 10**9)
-        for fq in self.activation_quantizers:
-            fq.reset()
+        for layer in self.layers:
+            if isinstance(layer, ActivationFakeQuantize):
+                layer.reset()
         for start in range(0, n, bs):
             self._forward(x[start:start + bs], observe=True)
         return self
@@ -371,14 +518,16 @@ class QATMLP(MLP):
     def forward_trace(self, x: np.ndarray) -> list[np.ndarray]:
         """The fake-quantized tensors the simulation produces, without moving any range:
         ``[h_0, h_1, ..., logits]`` (``h_0`` the quantized input, ``h_l`` layer l's output
-        after its activation and fake quantization). Needs ``act_bits``."""
+        after its activation and fake quantization; pre-activations are not listed).
+        Needs ``act_bits``."""
         if self.act_bits is None:
             raise ValueError("forward_trace: needs activation quantizers (act_bits is None)")
+        outputs = {id(fq) for fq in self._output_fqs}
         h = self._check_x(x)
         out = []
         for layer in self.layers:
             h = layer.forward(h)
-            if isinstance(layer, ActivationFakeQuantize):
+            if id(layer) in outputs:
                 out.append(h)
         return out
 
@@ -425,6 +574,67 @@ class QATMLP(MLP):
         model.layers = layers
         return model
 
+    def convert(self, calibration_x=None, requantization: str = "fixed_point",
+                rounding: str = "single") -> QuantizedMLP:
+        """The integer-only model of this simulation: :func:`~nnref.quant.convert.quantize_model`
+        of the latent float model with the grids QAT learned (PyTorch's ``convert`` and
+        TensorFlow Lite's converter also keep the QAT ranges rather than recalibrating).
+
+        With activation quantizers (``act_bits=8``)::
+
+            quantize_model(self.to_float(), ..., weight_scheme=self.weight_scheme,
+                           bits=self.weight_bits, activation_qparams=self.activation_qparams)
+
+        then every table layer (tanh, sigmoid, leaky ReLU) is rebuilt on the learned
+        pre-activation grid ``preactivation_qparams[l]`` (its table with
+        :func:`~nnref.quant.convert.build_lut`), since ``quantize_model`` takes output grids
+        only. Every grid of the result is then the simulation's: weights (the same
+        :func:`~nnref.quant.convert.quantize_weights`), input, pre-activations, outputs
+        (tanh and sigmoid: the fixed ones, equal on both sides). ``calibration_x`` is not
+        used.
+
+        Weight-only QAT (``act_bits=None``) learned no activation grids: they are
+        calibrated (min-max) on ``calibration_x``, which is then required.
+
+        Args:
+            calibration_x: (N, in_features) inputs, for weight-only QAT only.
+            requantization, rounding: as :func:`~nnref.quant.convert.quantize_model`.
+
+        Raises:
+            RuntimeError: activation quantizers without a range yet (call :meth:`calibrate`
+                or train first).
+            ValueError: ``act_bits`` other than 8 or None (the integer model's activations
+                are int8); ``calibration_x`` None for weight-only QAT; what
+                ``quantize_model`` raises.
+        """
+        model = self.to_float()
+        common = {"weight_scheme": self.weight_scheme, "bits": self.weight_bits,
+                  "requantization": requantization, "rounding": rounding}
+        if self.act_bits is None:
+            if calibration_x is None:
+                raise ValueError("calibration_x: weight-only QAT (act_bits=None) learned no "
+                                 "activation ranges; expected calibration inputs, got None")
+            return quantize_model(model, calibration_x, **common)
+        if self.act_bits != 8:
+            raise ValueError(f"act_bits: the integer model's activations are int8, so only an "
+                             f"8-bit simulation converts with its own ranges; expected act_bits=8 "
+                             f"or None, got {self.act_bits}")
+        grids, pre_grids = self.activation_qparams, self.preactivation_qparams
+        if any(qp is None for qp in grids) or any(
+                fq is not None and fq.qparams is None for fq in self._pre_fqs):
+            raise RuntimeError("convert: no activation ranges yet; call calibrate(x) on the "
+                               "QATMLP or train it first")
+        # quantize_model still calibrates a table layer's pre-activation grid; it is replaced
+        # just below by the learned one, so a single placeholder batch is enough for it.
+        needs_pre = any(fq is not None for fq in self._pre_fqs)
+        placeholder = np.zeros((1, self.layer_sizes[0]), dtype=self.dtype) if needs_pre else None
+        qm = quantize_model(model, placeholder, activation_qparams=grids, **common)
+        alphas = [float(getattr(layer, "alpha", 0.0)) for layer in self.layers
+                  if not isinstance(layer, (Linear, ActivationFakeQuantize))]
+        layers = [layer if pre is None else _on_preactivation_grid(layer, pre, alpha)
+                  for layer, pre, alpha in zip(qm.layers, pre_grids, alphas + [0.0])]
+        return QuantizedMLP(layers, qm.input_qparams)
+
     @classmethod
     def load(cls, path) -> "QATMLP":
         raise TypeError("QATMLP.load: QAT state is not saved; load the float model with "
@@ -434,6 +644,18 @@ class QATMLP(MLP):
         return (f"QATMLP({self.layer_sizes}, activation={self.activation!r}, "
                 f"weight_bits={self.weight_bits}, act_bits={self.act_bits}, "
                 f"mode={'train' if self.training else 'eval'})")
+
+
+def _on_preactivation_grid(layer: QuantizedLayer, pre_qparams: QParams,
+                           alpha: float) -> QuantizedLayer:
+    """``layer`` (with a lookup table) requantizing onto ``pre_qparams`` instead: the same
+    int8 weights, int32 bias (its scale ``s_in * s_w`` does not involve the pre-activation
+    grid) and output grid; new multipliers (derived by ``QuantizedLayer``) and table."""
+    lut = build_lut(layer.activation, pre_qparams, layer.out_qparams, alpha)
+    return QuantizedLayer(layer.w_q, layer.bias_q, layer.w_qparams, layer.in_qparams,
+                          layer.out_qparams, layer.activation, pre_qparams, lut,
+                          layer.requantization, layer.rounding,
+                          alpha=alpha if layer.activation == "leaky_relu" else None)
 
 
 def _copy_layer(layer: Layer) -> Layer:
@@ -459,12 +681,14 @@ def prepare_qat(model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
         act_bits: 2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
             ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
         weight_scheme: a ``QScheme`` or preset name (its ``bits`` is replaced by
-            ``weight_bits``).
+            ``weight_bits``) that the converter accepts: symmetric, signed, per tensor or
+            per output column (``channel_axis`` -1 or 1); anything else raises
+            ``ValueError`` here rather than after training.
         averaging_constant: the observers' moving-average constant, in (0, 1].
         rounding: ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
             ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
 
     Activation ranges start empty: call ``calibrate(x)`` or let the first training step
-    set them.
+    set them. Convert the trained model with :meth:`QATMLP.convert`.
     """
     return QATMLP(model, weight_bits, act_bits, weight_scheme, averaging_constant, rounding)

@@ -22,6 +22,7 @@ import numpy as np
 from nnref._checks import as_float_array, as_int_array, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
+from nnref.quant.convert import WEIGHT_ROUNDING
 from nnref.quant.ops import fake_quantize
 from nnref.quant.qparams import QScheme, get_scheme
 
@@ -118,13 +119,16 @@ def _check_model(model) -> MLP:
 
 
 def weight_error_report(model: MLP, scheme: str | QScheme, bits: int | None = None,
-                        rounding: str = "half_even") -> list[WeightErrorRow]:
+                        rounding: str = WEIGHT_ROUNDING) -> list[WeightErrorRow]:
     """Per Linear layer, the error of fake-quantizing its weights with ``scheme``.
 
     For ``W_l`` (``(in, out)``): ``qp = scheme.for_tensor(W_l)`` (min-max range, per
     output channel for per-channel schemes), ``W_fq = fake_quantize(W_l, qp, rounding)``
     and the row holds :func:`quantization_error` ``(W_l, W_fq)`` plus the smallest and
-    largest scale. ``scheme`` is a ``QScheme`` or preset name (``"tflite_int8_weights"``,
+    largest scale. ``rounding`` defaults to the converter's weight rounding
+    (:data:`~nnref.quant.convert.WEIGHT_ROUNDING`, half away from zero, TensorFlow Lite's),
+    so for a scheme the converter accepts ``W_fq`` is exactly the dequantized weights of
+    :func:`~nnref.quant.convert.quantize_model`; ``"half_even"`` gives PyTorch's. ``scheme`` is a ``QScheme`` or preset name (``"tflite_int8_weights"``,
     ...); ``bits`` (2..16), if given, replaces the scheme's width. Biases are not
     reported: they become int32 with a far finer grid. Rows are named ``W1, W2, ...``.
     """
