@@ -3,7 +3,8 @@
 Every helper draws one idea on matplotlib Axes and hands them back, so a notebook can add
 to a figure or put several helpers side by side:
 
-* each takes an optional ``ax`` (or ``axes``); when it is ``None`` a new figure is made;
+* each takes an optional ``ax`` (one Axes, or one per panel); when it is ``None`` a new
+  figure is made;
 * it returns the Axes it drew on (``plot_training_curves`` returns an array of them);
 * it labels both axes with what and in which unit ("step", "L2 norm"), titles the Axes
   and adds a legend;
@@ -135,13 +136,13 @@ def _use_log_scale(ax, values: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def _finish(ax, title: str, xlabel: str, ylabel: str) -> None:
+def _finish(ax, title: str, xlabel: str, ylabel: str, **legend_kw) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=STYLE["grid_alpha"])
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+        ax.legend(**legend_kw)
 
 
 # --- training and gradients -----------------------------------------------------------
@@ -242,15 +243,42 @@ def _epoch_lines(ax, train, val, what: str, scale: float = 1.0, **kw) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
 
 
-def plot_training_curves(history: History, axes: Axes | Sequence[Axes] | None = None,
-                         log_loss: bool = False) -> np.ndarray:
+#: The y label of a loss, by ``fit``'s ``loss`` argument (None: unknown, no unit to give).
+#: Cross-entropy uses the natural log, so it is in nats; MSE is in the targets' units squared.
+_LOSS_LABELS = {"cross_entropy": "cross-entropy loss (nats)", "mse": "MSE loss (squared target units)",
+                None: "loss"}
+
+
+def _loss_kind(history: History, loss: str | None, name: str = "history") -> str | None:
+    """The ``loss`` a run was trained with: ``loss`` when given, else read off the history.
+
+    History records no loss type, but ``fit`` records accuracy as NaN exactly for
+    ``loss="mse"``: any finite accuracy means cross-entropy, a non-empty all-NaN accuracy
+    record means MSE, and a run without a finished epoch (no accuracy at all) is unknown
+    (None). A given ``loss`` must agree with the record.
+    """
+    if loss is not None and loss not in ("cross_entropy", "mse"):
+        raise ValueError(f"loss: expected None, 'cross_entropy' or 'mse' (fit's loss), got {loss!r}")
+    acc = np.asarray(list(history.train_acc) + list(history.val_acc), dtype=np.float64)
+    recorded = None if acc.size == 0 else ("cross_entropy" if np.any(np.isfinite(acc)) else "mse")
+    if loss is not None and recorded is not None and loss != recorded:
+        raise ValueError(
+            f"loss: expected the loss {name} was trained with, got {loss!r}, but its accuracy record "
+            f"says {recorded!r} (fit records accuracy as NaN exactly for loss='mse')"
+        )
+    return loss if loss is not None else recorded
+
+
+def plot_training_curves(history: History, ax: Axes | Sequence[Axes] | None = None,
+                         log_loss: bool = False, *, axes: Axes | Sequence[Axes] | None = None,
+                         loss: str | None = None) -> np.ndarray:
     """Loss and accuracy per epoch, for the training set and (if recorded) validation.
 
     Quantities: ``history.train_loss`` / ``history.val_loss`` (mean loss over a full pass
     after each epoch) and ``history.train_acc`` / ``history.val_acc`` in percent. A
     regression run (accuracy NaN, ``loss="mse"``) has no accuracy to draw.
 
-    ``axes`` chooses the layout:
+    ``ax`` chooses the layout:
 
     * ``None``: a new figure with one panel per quantity, side by side: loss, then
       accuracy (classification) or the loss alone (regression);
@@ -258,28 +286,42 @@ def plot_training_curves(history: History, axes: Axes | Sequence[Axes] | None = 
       on a twin right y axis made with ``ax.twinx()``, one legend for both;
     * a sequence of Axes: one per panel (2 for classification, 1 for regression).
 
-    Returns a 1-D ``np.ndarray`` of the Axes drawn on, loss first (with one Axes given and
-    a classification run: ``[ax, twin]``). A run that diverged is marked by a vertical
-    line at the epoch it stopped in. ``log_loss`` puts the loss on a log axis.
+    ``axes`` is the former name of ``ax``, still accepted (keyword only; passing both is a
+    TypeError).
+
+    The loss axis carries the loss's unit: "cross-entropy loss (nats)" (natural log) or
+    "MSE loss (squared target units)". ``loss`` is ``fit``'s ``loss`` argument
+    (``"cross_entropy"`` or ``"mse"``); None reads it off the history, whose accuracy is
+    NaN exactly for MSE runs (a run that stopped before its first epoch ended is then
+    labelled plain "loss"). Returns a 1-D ``np.ndarray`` of the Axes drawn on, loss first
+    (with one Axes given and a classification run: ``[ax, twin]``). A run that diverged is
+    marked by a vertical line at the epoch it stopped in. ``log_loss`` puts the loss on a
+    log axis.
     """
     history = _check_history(history)
+    name = "ax"
+    if axes is not None:
+        if ax is not None:
+            raise TypeError("ax, axes: expected the Axes as ax only (axes is its former name), got both")
+        ax, name = axes, "axes"
+    loss_label = _LOSS_LABELS[_loss_kind(history, loss)]
     acc = np.asarray(history.train_acc, dtype=np.float64)
     classification = bool(np.any(np.isfinite(acc)))
     n_panels = 2 if classification else 1
-    twin = _is_axes(axes) and classification
-    if axes is None:
+    twin = _is_axes(ax) and classification
+    if ax is None:
         size = STYLE["panel_figsize"] if n_panels == 2 else STYLE["figsize"]
         _, grid = _pyplot().subplots(1, n_panels, figsize=size, squeeze=False, layout="constrained")
         axs = list(grid[0])
-    elif _is_axes(axes):
-        axs = [axes, axes.twinx()] if twin else [axes]
-    elif (isinstance(axes, (list, tuple, np.ndarray)) and len(axes) == n_panels
-          and all(_is_axes(a) for a in axes)):
-        axs = list(axes)
+    elif _is_axes(ax):
+        axs = [ax, ax.twinx()] if twin else [ax]
+    elif (isinstance(ax, (list, tuple, np.ndarray)) and len(ax) == n_panels
+          and all(_is_axes(a) for a in ax)):
+        axs = list(ax)
     else:
         raise TypeError(
-            f"axes: expected None, one matplotlib Axes or a sequence of {n_panels} Axes "
-            f"(loss{', accuracy' if classification else ''}), got {describe(axes)}"
+            f"{name}: expected None, one matplotlib Axes or a sequence of {n_panels} Axes "
+            f"(loss{', accuracy' if classification else ''}), got {describe(ax)}"
         )
 
     style = {"lw": STYLE["linewidth"], "marker": "o", "ms": STYLE["markersize"]}
@@ -292,7 +334,7 @@ def plot_training_curves(history: History, axes: Axes | Sequence[Axes] | None = 
     if log_loss:
         _use_log_scale(loss_ax, _finite_or_nan(history.train_loss + history.val_loss))
     if not classification:
-        _finish(loss_ax, "Loss per epoch", "epoch", "loss")
+        _finish(loss_ax, "Loss per epoch", "epoch", loss_label)
         return np.array(axs, dtype=object)
 
     acc_ax = axs[1]
@@ -303,48 +345,54 @@ def plot_training_curves(history: History, axes: Axes | Sequence[Axes] | None = 
         # Draw the loss Axes (and so its legend) above the twin, with a see-through patch.
         loss_ax.set_zorder(acc_ax.get_zorder() + 1)
         loss_ax.patch.set_visible(False)
-        _finish(loss_ax, "Loss and accuracy per epoch", "epoch", "loss")
+        _finish(loss_ax, "Loss and accuracy per epoch", "epoch", loss_label)
         handles, labels = loss_ax.get_legend_handles_labels()
         more_handles, more_labels = acc_ax.get_legend_handles_labels()
         # Falling loss and rising accuracy usually leave the middle right empty ("best"
         # would only look at the loss Axes' own lines).
         loss_ax.legend(handles + more_handles, labels + more_labels, loc="center right")
     else:
-        _finish(loss_ax, "Loss per epoch", "epoch", "loss")
+        _finish(loss_ax, "Loss per epoch", "epoch", loss_label)
         _finish(acc_ax, "Accuracy per epoch", "epoch", "accuracy (%)")
     return np.array(axs, dtype=object)
 
 
-def plot_loss_per_step(histories: dict, ax: Axes | None = None, log_scale: bool = True) -> Axes:
+def plot_loss_per_step(histories: dict, ax: Axes | None = None, log_scale: bool = True,
+                       loss: str | None = None) -> Axes:
     """Compare several runs' mini-batch losses ``history.loss`` step by step.
 
     ``histories`` maps a label to a :class:`~nnref.train.History`, e.g. ``{"SGD":
     h_plain, "SGD + clipping": h_clipped}``; one line per run, in the dict's order and
     the :data:`STYLE` colour cycle. A run that diverged is labelled "<label> (diverged at
     step k)" and gets a dotted vertical line of its own colour at step k (not in the
-    legend). ``log_scale`` (default) suits losses that span orders of magnitude. Returns
-    the Axes.
+    legend). ``log_scale`` (default) suits losses that span orders of magnitude. The y
+    label gives the loss and its unit as :func:`plot_training_curves` does (``loss``:
+    fit's loss for every run, or None to read it off each history; a run with no finished
+    epoch, whose loss cannot be read off, takes the others'); runs of different or unknown
+    losses share the plain label "mini-batch loss". Returns the Axes.
     """
     if not isinstance(histories, dict) or not histories:
         raise TypeError(f"histories: expected a non-empty dict label -> History, got {describe(histories)}")
-    for label, h in histories.items():
-        _check_history(h, f"histories[{label!r}]")
+    kinds = {_loss_kind(_check_history(h, f"histories[{label!r}]"), loss, f"histories[{label!r}]")
+             for label, h in histories.items()}
     _check_ax(ax)
     ax = _new_ax(ax)
     cycle = STYLE["cycle"]
     shown = []
     for i, (label, h) in enumerate(histories.items()):
         color = cycle[i % len(cycle)]
-        loss = _finite_or_nan(h.loss)
-        shown.append(loss)
+        values = _finite_or_nan(h.loss)
+        shown.append(values)
         stop = _divergence_step(h)
         text = str(label) if stop is None else f"{label} (diverged at step {stop})"
-        ax.plot(np.arange(1, h.n_steps + 1), loss, color=color, lw=STYLE["linewidth"], label=text)
+        ax.plot(np.arange(1, h.n_steps + 1), values, color=color, lw=STYLE["linewidth"], label=text)
         if stop is not None:
             ax.axvline(stop, color=color, ls=":", lw=STYLE["linewidth"], label="_nolegend_")
     if log_scale and shown:
         _use_log_scale(ax, np.concatenate(shown))
-    _finish(ax, "Training loss per step", "step", "mini-batch loss")
+    kinds.discard(None)  # a run with no finished epoch takes the others' loss
+    kind = kinds.pop() if len(kinds) == 1 else None
+    _finish(ax, "Training loss per step", "step", f"mini-batch {_LOSS_LABELS[kind]}")
     return ax
 
 
@@ -430,6 +478,15 @@ __all__ += ["plot_weight_histograms", "plot_quantization_error", "plot_channel_r
 STYLE.setdefault("grid_levels", "#555555")  # the points of a quantization grid
 STYLE.setdefault("per_tensor", "#d62728")  # a range shared by a whole tensor
 _MAX_GRID_LINES = 33  # more grid levels than this are drawn as a rug, not full-height lines
+_MAX_LABELLED_BARS = 15  # up to this many levels, each quantized bar is labelled in percent
+_ZOOM_STEPS = 3  # the inset of a fine grid shows this many levels either side of its centre
+_HEAD_ROOM = 1.35  # y limit / highest bar: room above the data for the legend and labels
+_HEAD_ROOM_INSET = 1.75  # the same with a zoom inset: the inset sits above the data
+# Where the legend (upper left, small font) and the inset (upper right) sit, in axes
+# fractions (x0, x1, y0), with a margin: every bar under [x0, x1] must stay below y0.
+_LEGEND_BOX = (0.0, 0.6, 0.76)
+_INSET_BOX = (0.58, 1.0, 0.52)
+_LABEL_HEIGHT = 0.07  # of the axes height: a percent label above a bar
 
 
 def _layer_weights(model_or_weights, name: str) -> list[np.ndarray]:
@@ -474,38 +531,109 @@ def _return_panels(axs: list, single: bool):
     return axs[0] if single else np.array(axs, dtype=object)
 
 
-def _draw_grid_levels(ax, levels: np.ndarray, bits: int) -> None:
-    label = f"grid: {len(levels)} levels ({bits}-bit)"
+def _aligned_edges(lo: float, hi: float, origin: float, width: float) -> np.ndarray:
+    """Bin edges ``origin + j * width`` for every integer j needed to cover [lo, hi]."""
+    j0 = math.floor((lo - origin) / width)
+    j1 = max(math.ceil((hi - origin) / width), j0 + 1)
+    return origin + width * np.arange(j0, j1 + 1, dtype=np.float64)
+
+
+def _density_per_step(values: np.ndarray, edges: np.ndarray, step: float) -> np.ndarray:
+    """Histogram heights ``count / (n * bin width)`` times ``step``: a density per grid step.
+
+    On bins one grid step wide a height is then the fraction of the values in that bin,
+    and on any bins the heights times the bin widths in steps sum to 1.
+    """
+    counts, _ = np.histogram(values.ravel(), bins=edges)
+    return counts / (values.size * np.diff(edges)) * step
+
+
+def _draw_grid_levels(ax, levels: np.ndarray, label: str) -> None:
     color = STYLE["grid_levels"]
     if len(levels) <= _MAX_GRID_LINES:
         for i, v in enumerate(levels):
             ax.axvline(v, color=color, ls=":", lw=STYLE["thin_linewidth"], alpha=0.7,
                        label=label if i == 0 else "_nolegend_")
-    else:  # a rug of short ticks along the bottom: 255 full-height lines would be a grey wash
-        ax.vlines(levels, 0.0, 0.04, transform=ax.get_xaxis_transform(), color=color,
-                  lw=STYLE["thin_linewidth"] * 0.6, label=label)
+    else:  # a light rug of short ticks: 255 full-height (or dark) lines would be a solid strip
+        ax.vlines(levels, 0.0, 0.03, transform=ax.get_xaxis_transform(), color=color,
+                  lw=STYLE["thin_linewidth"] * 0.5, alpha=0.5, label=label)
+
+
+def _label_fractions(ax, edges: np.ndarray, fractions: np.ndarray) -> None:
+    # On bars one grid step wide the height is the fraction of the weights at that level:
+    # say it in percent above each bar, so "79 % of the weights became 0" reads at a glance.
+    for x, f in zip((edges[:-1] + edges[1:]) / 2, fractions):
+        if f > 0:
+            ax.annotate(f"{100 * f:.0f}%" if f >= 0.01 else "<1%", (x, f), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                        color=STYLE["after"], fontweight="bold",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+
+
+def _zoom_inset(ax, before: np.ndarray, after: np.ndarray, levels: np.ndarray, step: float):
+    """An inset on the 2 * _ZOOM_STEPS + 1 levels around the weights' median, where the
+    single levels of a fine grid can be told apart: the float weights on bins a quarter
+    step wide, the quantized ones on bars one step wide, the levels dotted."""
+    c = int(np.clip(np.argmin(np.abs(levels - np.median(before))), _ZOOM_STEPS, len(levels) - 1 - _ZOOM_STEPS))
+    shown = levels[c - _ZOOM_STEPS: c + _ZOOM_STEPS + 1]
+    lo, hi = shown[0] - step / 2, shown[-1] + step / 2
+    inset = ax.inset_axes((0.7, 0.6, 0.28, 0.33))
+    fine = lo + step / 4 * np.arange(4 * len(shown) + 1)
+    inset.stairs(_density_per_step(before, fine, step), fine, fill=True, color=STYLE["before"], alpha=0.45)
+    inset.stairs(_density_per_step(after, fine[::4], step), fine[::4], color=STYLE["after"],
+                 lw=STYLE["linewidth"])
+    for v in shown:
+        inset.axvline(v, color=STYLE["grid_levels"], ls=":", lw=STYLE["thin_linewidth"], alpha=0.7)
+    inset.set_xlim(lo, hi)
+    inset.set_xticks(shown[::_ZOOM_STEPS], [f"{v:.3g}" for v in shown[::_ZOOM_STEPS]])
+    inset.tick_params(labelsize=7, length=2, pad=1)
+    inset.set_title(f"zoom: {len(shown)} levels", fontsize=8, pad=2)
+    return inset
+
+
+def _y_top(xlim: tuple, histograms: list, head_room: float, keep_out: list) -> float:
+    """The y limit that leaves ``head_room`` above the highest bar and keeps every bar
+    below the boxes ``keep_out`` (``(x0, x1, y0)`` in axes fractions) it lies under."""
+    lo, hi = xlim
+    top = 0.0
+    for heights, edges in histograms:
+        top = max(top, head_room * heights.max())
+        left, right = (edges[:-1] - lo) / (hi - lo), (edges[1:] - lo) / (hi - lo)
+        for x0, x1, y0 in keep_out:
+            under = (right > x0) & (left < x1)
+            if under.any():
+                top = max(top, heights[under].max() / y0)
+    return top
 
 
 def plot_weight_histograms(float_weights, quantized, ax=None, layer: int | None = None, bins: int = 80):
     """A layer's float weights before quantization and after (dequantized), with the grid.
 
-    Draws, for each layer shown:
+    Draws, for each layer shown, two histograms on one density axis and the grid:
 
-    * the float weights ``W`` as a filled histogram (label "float weights (before)");
-    * the quantized weights (label "quantized (after)"): with at most 33 grid levels (5 bits
-      or fewer) a stem at every level they use, of height ``count / (n * step)``, so both
-      are densities on one axis and every weight is seen to move to its nearest level;
-      with more levels an outlined histogram on bins of whole grid steps (``bins`` is then
-      rounded so each bin holds the same number of levels), shared by the float histogram;
-    * the grid levels ``s * q`` for every integer ``q`` in ``[qmin, qmax]`` (label "grid:
-      L levels (b-bit)"): dotted vertical lines when there are at most 33 levels (5 bits
-      or fewer), a rug of short ticks along the bottom otherwise.
+    * the float weights ``W`` filled (label "float weights (before)");
+    * the quantized weights outlined over it (label "quantized (after)"), on bars whose
+      edges lie halfway between grid levels, so every bar collects exactly the weights
+      rounded to the level(s) it covers;
+    * the grid levels ``s * (q - z)`` for every integer ``q`` in ``[qmin, qmax]`` (label
+      "grid: L levels (b-bit)"): dotted vertical lines when there are at most 33 levels (5
+      bits or fewer), a light rug of short ticks along the bottom otherwise.
+
+    The y axis is a **density per grid step**, ``count / (n * bin width) * step``: both
+    histograms have area 1 measured in grid steps, so they compare bar for bar. With at
+    most 33 levels the quantized bars are one grid step wide, centred on the levels, so a
+    bar's height is the fraction of the weights rounded to that level (printed above it in
+    percent for at most 15 levels), and the float weights use about ``bins`` bins, a whole
+    number of them per grid step. With more levels both histograms share bins of ``m``
+    whole grid steps (``m = ceil(L / bins)``), so they differ only where rounding moved a
+    weight across a bin edge, and an inset zooms on the 7 levels around the median weight,
+    where the float weights and the one-step bars of single levels can be told apart.
 
     Per-channel weights have a different grid for every output channel. To show one grid
-    they are drawn **in units of their own channel's scale**, ``W[:, c] / s[c]`` (before)
-    and ``w_q[:, c]`` (after): every channel's grid is then the integers
-    ``qmin .. qmax``, and the x axis says so. Per-tensor weights are drawn in real units
-    on the grid ``s * q``.
+    they are drawn **in units of their own channel's scale**, ``W[:, c] / s[c] + z[c]``
+    (before) and ``w_q[:, c]`` (after): every channel's grid is then the integers
+    ``qmin .. qmax``, and the x axis says so (with symmetric weights ``z[c] = 0``).
+    Per-tensor weights are drawn in real units on the grid ``s * (q - z)``.
 
     Args:
         float_weights: an :class:`~nnref.mlp.MLP` or one (in, out) weight matrix.
@@ -515,11 +643,14 @@ def plot_weight_histograms(float_weights, quantized, ax=None, layer: int | None 
             ``QParams`` needs one matrix or a ``layer``.
         ax: None (new figure), one Axes (one layer), or a sequence with one Axes per layer.
         layer: index of the layer to draw; None draws every layer of a model.
-        bins: number of histogram bins (>= 1; see above for many levels).
+        bins: about how many bins the float histogram has across the grid (>= 1).
 
     Returns:
         The Axes for a single layer; for a whole model with more than one layer, a 1-D
         ``np.ndarray`` of Axes, one per layer (a new row of subplots when ``ax`` is None).
+        Each Axes has head room above the data (the y limit is at least 1.35 times the
+        highest bar, 1.75 with an inset, and more if a tall bar lies under them) for the
+        legend, in its upper left corner, and the inset, upper right.
     """
     weights = _layer_weights(float_weights, "float_weights")
     if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
@@ -545,40 +676,51 @@ def plot_weight_histograms(float_weights, quantized, ax=None, layer: int | None 
     axs = _panel_axes(ax, len(indices))
     for a, i in zip(axs, indices):
         w, (w_q, qp) = weights[i], pairs[i]
+        q_range = np.arange(qp.qmin, qp.qmax + 1, dtype=np.float64)
         if qp.per_channel:
-            scale, _ = qp.params_for(w.shape)
-            before, after, step = w / scale.astype(np.float64), w_q.astype(np.float64), 1.0
-            levels = np.arange(qp.qmin, qp.qmax + 1, dtype=np.float64)
-            xlabel = "weight / its channel's scale s_c (grid steps)"
+            scale, zero_point = qp.params_for(w.shape)
+            # x = w / s_c + z_c: the (unrounded) integer each weight is rounded to.
+            before = w / scale.astype(np.float64) + zero_point
+            after, step, levels = w_q.astype(np.float64), 1.0, q_range
+            offset = " + z_c" if np.any(qp.zero_point != 0) else ""
+            xlabel = f"weight / its channel's scale s_c{offset} (grid steps)"
         else:
             step = float(qp.scale)
             before, after = w, dequantize(w_q, qp).astype(np.float64)
-            levels = step * np.arange(qp.qmin, qp.qmax + 1, dtype=np.float64)
-            xlabel = "weight value"
-        if len(levels) <= _MAX_GRID_LINES:
-            # Few levels: a fine histogram of the float weights, and a stem at each level
-            # the quantized weights use, of density count / (n * step).
-            lo, hi = min(levels[0], before.min()) - step / 2, max(levels[-1], before.max()) + step / 2
-            a.hist(before.ravel(), bins=int(bins), range=(lo, hi), density=True, histtype="stepfilled",
-                   color=STYLE["before"], alpha=0.45, label="float weights (before)")
-            used, counts = np.unique(after.ravel(), return_counts=True)
-            heights = counts / (after.size * step)
-            a.vlines(used, 0.0, heights, color=STYLE["after"], lw=STYLE["linewidth"], label="quantized (after)")
-            a.plot(used, heights, ls="none", marker="o", ms=STYLE["markersize"] * 0.6, color=STYLE["after"],
-                   label="_nolegend_")
-        else:
-            # Many levels: both as histograms on the same bins, each bin exactly m whole grid
-            # steps wide (edges halfway between levels), so the quantized histogram has no
-            # aliasing and the two differ only where rounding moved a weight across an edge.
-            m = max(1, math.ceil(len(levels) / int(bins)))
-            edges = levels[0] - step / 2 + step * m * np.arange(math.ceil(len(levels) / m) + 1)
-            a.hist(before.ravel(), bins=edges, density=True, histtype="stepfilled", color=STYLE["before"],
-                   alpha=0.45, label="float weights (before)")
-            a.hist(after.ravel(), bins=edges, density=True, histtype="step", color=STYLE["after"],
-                   lw=STYLE["linewidth"], label="quantized (after)")
-        _draw_grid_levels(a, levels, qp.bits)
+            levels = step * (q_range - int(qp.zero_point))
+            xlabel = f"weight value (real units; grid step s = {step:.3g})"
+        # Bin edges lie halfway between levels (origin), so no bin splits a level.
+        origin = levels[0] - step / 2
+        lo, hi = min(origin, before.min()), max(levels[-1] + step / 2, before.max())
+        few = len(levels) <= _MAX_GRID_LINES
+        if few:  # quantized: one bar per level; float: a whole number of bins per step
+            after_edges = _aligned_edges(lo, hi, origin, step)
+            float_edges = _aligned_edges(lo, hi, origin, step / max(1, int(bins) // len(levels)))
+        else:  # both on the same bins of m whole steps
+            m = math.ceil(len(levels) / int(bins))
+            after_edges = float_edges = _aligned_edges(lo, hi, origin, step * m)
+        h_before = _density_per_step(before, float_edges, step)
+        h_after = _density_per_step(after, after_edges, step)
+        a.stairs(h_before, float_edges, fill=True, color=STYLE["before"], alpha=0.45,
+                 label="float weights (before)")
+        a.stairs(h_after, after_edges, color=STYLE["after"], lw=1.3 * STYLE["linewidth"], label="quantized (after)")
+        _draw_grid_levels(a, levels, f"grid: {len(levels)} levels ({qp.bits}-bit)")
+        labelled = few and len(levels) <= _MAX_LABELLED_BARS
+        if labelled:
+            _label_fractions(a, after_edges, h_after)
+        if not few:
+            _zoom_inset(a, before, after, levels, step)
+        margin = 0.02 * (float_edges[-1] - float_edges[0])  # so the outermost bars show their edges
+        xlim = (float_edges[0] - margin, float_edges[-1] + margin)
+        a.set_xlim(*xlim)
+        # Head room above the bars for the legend, the percent labels and the inset.
+        x0, x1, y0 = _LEGEND_BOX
+        keep_out = [(x0, x1, y0 - _LABEL_HEIGHT if labelled else y0)] + ([] if few else [_INSET_BOX])
+        a.set_ylim(0.0, _y_top(xlim, [(h_before, float_edges), (h_after, after_edges)],
+                               _HEAD_ROOM if few else _HEAD_ROOM_INSET, keep_out))
         kind = "per-channel" if qp.per_channel else "per-tensor"
-        _finish(a, f"Layer {i + 1} weights: int{qp.bits} {kind}", xlabel, "density (per unit of x)")
+        _finish(a, f"Layer {i + 1} weights: int{qp.bits} {kind}", xlabel, "density (per grid step)",
+                loc="upper left", fontsize="small")
     return _return_panels(axs, len(indices) == 1)
 
 
@@ -604,7 +746,8 @@ def plot_quantization_error(float_model, quantized, x=None, ax=None, metric: str
       propagate, so this shows how error accumulates with depth.
 
     ``metric="sqnr"``: signal-to-quantization-noise ratio ``10 log10(sum v**2 / sum e**2)``
-    in dB (higher is better; each bit adds about 6 dB). ``metric="mse"``: ``mean(e**2)``.
+    in dB (higher is better; each bit adds about 6 dB). ``metric="mse"``: ``mean(e**2)``, in
+    the squared units of the real values (weights, layer outputs).
     Every bar is labelled with its value. Returns the Axes.
     """
     if not isinstance(float_model, MLP):
@@ -647,7 +790,7 @@ def plot_quantization_error(float_model, quantized, x=None, ax=None, metric: str
         bars = ax.bar(pos + offset, values, width=width, color=colors[g], label=label)
         ax.bar_label(bars, labels=[f"{v:.1f}" if metric == "sqnr" else f"{v:.2g}" for v in values], fontsize=8)
     ax.set_xticks(pos, [f"layer {i}" for i in range(1, n + 1)])
-    what = "SQNR (dB, higher is better)" if metric == "sqnr" else "MSE (squared value units)"
+    what = "SQNR (dB, higher is better)" if metric == "sqnr" else "MSE (squared real units)"
     bits = quantized.weight_bits
     _finish(ax, f"Quantization error per layer (int{bits} weights, int8 activations)", "Linear layer", what)
     return ax
@@ -696,5 +839,5 @@ def plot_channel_ranges(model_or_weights, ax=None, layer: int | None = None):
         ratio = f"{amax / median:.1f}x" if median > 0 else "inf"
         _finish(a, f"Layer {i + 1}: weight range per output channel\n"
                    f"per-tensor grid {ratio} coarser than the median channel's",
-                "output channel", "weight value")
+                "output channel", "weight value (real units)")
     return _return_panels(axs, len(indices) == 1)

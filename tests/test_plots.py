@@ -68,7 +68,7 @@ def assert_png(path) -> None:
 
 @pytest.fixture(scope="module")
 def demo():
-    # Two real runs: plain SGD diverges at step 7, the clipped run clips every step.
+    # Two real runs: plain SGD diverges at step 12 (in epoch 2), the clipped run clips every step.
     return exploding_gradient_demo(epochs=2)
 
 
@@ -243,7 +243,8 @@ def test_training_curves_two_panels_for_classification(tmp_path):
     np.testing.assert_array_equal(line_labelled(loss_ax, "validation").get_ydata(), [2.2, 1.3, 0.8])
     # Accuracy is drawn in percent.
     np.testing.assert_allclose(line_labelled(acc_ax, "train").get_ydata(), [50.0, 70.0, 90.0])
-    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "loss")
+    # Classification (finite accuracy): fit's loss is cross-entropy, natural log, so nats.
+    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "cross-entropy loss (nats)")
     assert (acc_ax.get_xlabel(), acc_ax.get_ylabel()) == ("epoch", "accuracy (%)")
     assert loss_ax.get_yscale() == "linear"
     assert_png(plots.save_figure(axes, tmp_path / "curves.png"))
@@ -256,23 +257,51 @@ def test_training_curves_regression_draws_only_the_loss():
     assert legend_texts(axes[0]) == ["train"]
     assert axes[0].get_yscale() == "log"
     assert len(axes[0].figure.axes) == 1
+    # Accuracy all NaN: fit ran with loss="mse", whose unit is the target's, squared.
+    assert axes[0].get_ylabel() == "MSE loss (squared target units)"
 
 
 def test_training_curves_on_one_axes_uses_a_twin_for_accuracy():
     fig, ax = plt.subplots()
-    axes = plots.plot_training_curves(classification_history(), axes=ax)
+    axes = plots.plot_training_curves(classification_history(), ax=ax)
     assert axes.shape == (2,) and axes[0] is ax and axes[1] is not ax
     assert axes[1].figure is fig
     assert legend_texts(ax) == ["train loss", "validation loss", "train accuracy", "validation accuracy"]
+    assert ax.get_ylabel() == "cross-entropy loss (nats)"
     assert axes[1].get_ylabel() == "accuracy (%)"
     assert len(plt.get_fignums()) == 1
 
 
 def test_training_curves_into_given_panels():
     fig, given_axes = plt.subplots(1, 2)
-    axes = plots.plot_training_curves(classification_history(), axes=given_axes)
+    axes = plots.plot_training_curves(classification_history(), given_axes)  # ax, by position
     assert list(axes) == list(given_axes)
     assert len(given_axes[1].get_lines()) == 2
+    assert len(plt.get_fignums()) == 1
+
+
+def test_training_curves_accept_the_former_name_axes():
+    # ``axes`` is the former name of ``ax``: the same drawing, keyword only.
+    fig, given_axes = plt.subplots(1, 2)
+    axes = plots.plot_training_curves(classification_history(), axes=given_axes)
+    assert list(axes) == list(given_axes)
+    assert legend_texts(given_axes[0]) == ["train", "validation"]
+    _, one_ax = plt.subplots()
+    twin = plots.plot_training_curves(classification_history(), axes=one_ax)
+    assert twin.shape == (2,) and twin[0] is one_ax
+    with pytest.raises(TypeError, match="ax, axes: expected the Axes as ax only"):
+        plots.plot_training_curves(classification_history(), ax=one_ax, axes=given_axes)
+
+
+def test_training_curves_loss_label_from_fit_loss_argument():
+    # No finished epoch: nothing tells the loss, so the label is plain unless fit's loss is given.
+    h = make_history([1.0, np.inf], loss=[1.0, np.nan], diverged=True)
+    assert plots.plot_training_curves(h)[0].get_ylabel() == "loss"
+    assert plots.plot_training_curves(h, loss="cross_entropy")[0].get_ylabel() == "cross-entropy loss (nats)"
+    assert plots.plot_training_curves(h, loss="mse")[0].get_ylabel() == "MSE loss (squared target units)"
+    # A given loss that agrees with the record changes nothing.
+    ax = plots.plot_training_curves(classification_history(), loss="cross_entropy")[0]
+    assert ax.get_ylabel() == "cross-entropy loss (nats)"
 
 
 def test_training_curves_mark_a_divergence_mid_epoch():
@@ -295,10 +324,21 @@ def test_training_curves_of_a_real_diverged_run(demo, tmp_path):
 def test_training_curves_bad_input():
     h = classification_history()
     _, one_ax = plt.subplots()
+    with pytest.raises(TypeError, match="ax: expected None, one matplotlib Axes or a sequence of 2"):
+        plots.plot_training_curves(h, ax=[one_ax])
+    with pytest.raises(TypeError, match="ax: expected None"):
+        plots.plot_training_curves(h, "both")
+    # The former name is named back in its errors.
     with pytest.raises(TypeError, match="axes: expected None, one matplotlib Axes or a sequence of 2"):
         plots.plot_training_curves(h, axes=[one_ax])
-    with pytest.raises(TypeError, match="axes"):
-        plots.plot_training_curves(h, axes="both")
+    with pytest.raises(ValueError, match="loss: expected None, 'cross_entropy' or 'mse'"):
+        plots.plot_training_curves(h, loss="hinge")
+    # Finite accuracy means cross-entropy: "mse" would put the wrong unit on the axis.
+    with pytest.raises(ValueError, match="loss: .* got 'mse', but its accuracy record says 'cross_entropy'"):
+        plots.plot_training_curves(h, loss="mse")
+    regression = make_history([1.0], train_loss=[2.0], train_acc=[np.nan])
+    with pytest.raises(ValueError, match="loss: .* got 'cross_entropy', but its accuracy record says 'mse'"):
+        plots.plot_training_curves(regression, loss="cross_entropy")
     with pytest.raises(TypeError, match="history"):
         plots.plot_training_curves([1.0, 2.0])
 
@@ -317,7 +357,8 @@ def test_loss_per_step_one_line_per_run_and_divergence(demo, tmp_path):
     clipped_line = line_labelled(ax, "SGD + clipping")
     np.testing.assert_array_equal(clipped_line.get_ydata(), demo.clipped.loss)
     assert ax.get_yscale() == "log"
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "mini-batch loss")
+    # Both runs are regressions (accuracy NaN): MSE, in squared target units.
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("step", "mini-batch MSE loss (squared target units)")
     assert_png(plots.save_figure(ax, tmp_path / "loss.png"))
 
 
@@ -327,6 +368,22 @@ def test_loss_per_step_colours_follow_the_style_cycle():
     colours = [matplotlib.colors.to_hex(ln.get_color()) for ln in ax.get_lines()]
     assert colours == plots.STYLE["cycle"][:3]
     assert ax.get_yscale() == "linear"
+
+
+def test_loss_per_step_loss_label():
+    classification = make_history([1.0], train_loss=[1.0], train_acc=[0.5])
+    regression = make_history([1.0], train_loss=[1.0], train_acc=[np.nan])
+    unknown = make_history([np.inf], loss=[np.nan], diverged=True)  # died in epoch 1
+    label = lambda runs, **kw: plots.plot_loss_per_step(runs, **kw).get_ylabel()  # noqa: E731
+    assert label({"a": classification}) == "mini-batch cross-entropy loss (nats)"
+    # A run with no finished epoch takes the others' loss.
+    assert label({"a": classification, "b": unknown}) == "mini-batch cross-entropy loss (nats)"
+    # Different losses share no unit; nothing known: the plain label.
+    assert label({"a": classification, "b": regression}) == "mini-batch loss"
+    assert label({"b": unknown}) == "mini-batch loss"
+    assert label({"b": unknown}, loss="mse") == "mini-batch MSE loss (squared target units)"
+    with pytest.raises(ValueError, match=r"loss: expected the loss histories\['a'\] was trained with"):
+        plots.plot_loss_per_step({"a": classification}, loss="mse")
 
 
 def test_loss_per_step_bad_input():

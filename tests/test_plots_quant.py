@@ -16,7 +16,8 @@ from hypothesis import strategies as st  # noqa: E402
 from nnref import plots  # noqa: E402
 from nnref.mlp import MLP  # noqa: E402
 from nnref.quant.convert import quantize_model  # noqa: E402
-from nnref.quant.qparams import TFLITE_INT8_WEIGHTS, TFLITE_INT8_WEIGHTS_PER_TENSOR  # noqa: E402
+from nnref.quant.ops import quantize  # noqa: E402
+from nnref.quant.qparams import TFLITE_INT8_WEIGHTS, TFLITE_INT8_WEIGHTS_PER_TENSOR, QScheme  # noqa: E402
 from strategies import seeds  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,22 +62,60 @@ def assert_png(path) -> None:
 # --------------------------------------------------------------------------- weight histograms
 
 
+def stairs(ax, label):
+    """(heights, edges) of the histogram drawn with ``label`` (a matplotlib StepPatch)."""
+    heights, edges, _ = labelled(ax.patches, label).get_data()
+    return np.asarray(heights, dtype=float), np.asarray(edges, dtype=float)
+
+
+def area_in_steps(heights, edges, step) -> float:
+    # A density per grid step integrates to 1 over x measured in grid steps.
+    return float(np.sum(heights * np.diff(edges)) / step)
+
+
+def assert_nothing_under(ax, box, what) -> None:
+    """No bar of either histogram of ``ax`` reaches into the display box ``box``."""
+    for label in ("float weights (before)", "quantized (after)"):
+        heights, edges = stairs(ax, label)
+        left, right = ax.transData.transform(np.c_[edges[:-1], 0 * heights])[:, 0], \
+            ax.transData.transform(np.c_[edges[1:], 0 * heights])[:, 0]
+        tops = ax.transData.transform(np.c_[edges[:-1], heights])[:, 1]
+        under = (right > box.x0) & (left < box.x1)
+        assert np.all(tops[under] < box.y0), f"{label} bars reach into the {what}"
+
+
 def test_weight_histograms_of_a_whole_model_make_one_panel_per_layer(tmp_path, model, qmodel):
     axs = plots.plot_weight_histograms(model, qmodel)
     assert isinstance(axs, np.ndarray) and axs.shape == (2,)
     assert axs[0].get_figure() is axs[1].get_figure()
     for i, ax in enumerate(axs, start=1):
         assert ax.get_title() == f"Layer {i} weights: int8 per-channel"
-        # Per-channel weights are drawn in units of their channel's scale.
+        # Per-channel weights are drawn in units of their channel's scale: one grid step is 1.
         assert ax.get_xlabel() == "weight / its channel's scale s_c (grid steps)"
-        assert ax.get_ylabel() == "density (per unit of x)"
+        assert ax.get_ylabel() == "density (per grid step)"
         assert legend_texts(ax) == ["float weights (before)", "quantized (after)", "grid: 255 levels (8-bit)"]
-        # 255 levels: a rug of 255 short ticks at the integers -127..127.
+        # 255 levels: a light rug of 255 short ticks at the integers -127..127.
         rug = labelled(ax.collections, "grid: 255 levels (8-bit)")
         xs = sorted(seg[0][0] for seg in rug.get_segments())
         assert xs == list(range(-127, 128))
-        # Before and after are histograms; every bar is whole grid steps wide.
+        assert rug.get_alpha() <= 0.5
+        # Before and after are histograms on the same bins, each m = ceil(255 / 80) = 4 whole
+        # grid steps wide with edges halfway between levels, and each has area 1.
         assert len(ax.patches) == 2
+        h_before, edges = stairs(ax, "float weights (before)")
+        h_after, after_edges = stairs(ax, "quantized (after)")
+        np.testing.assert_array_equal(edges, after_edges)
+        np.testing.assert_array_equal(np.diff(edges), 4.0)
+        assert edges[0] == -127.5
+        assert area_in_steps(h_before, edges, 1.0) == pytest.approx(1.0)
+        assert area_in_steps(h_after, edges, 1.0) == pytest.approx(1.0)
+        # Head room above the highest bar for the legend and the inset.
+        assert ax.get_ylim()[1] >= 1.75 * max(h_before.max(), h_after.max())
+        # The inset zooms on 7 single levels: bars one step wide centred on the integers.
+        (inset,) = ax.child_axes
+        inset_after = inset.patches[1].get_data()
+        centres = (inset_after.edges[:-1] + inset_after.edges[1:]) / 2
+        assert len(centres) == 7 and np.all(np.diff(centres) == 1.0) and np.all(centres == np.round(centres))
     assert_png(plots.save_figure(axs, tmp_path / "hist.png"))
 
 
@@ -85,37 +124,87 @@ def test_low_bit_weights_collapse_onto_the_drawn_grid(model, calib):
     ax = plots.plot_weight_histograms(model, q3, layer=0)
     layer = q3.layers[0]
     s = float(layer.w_qparams.scale)
-    assert ax.get_title() == "Layer 1 weights: int3 per-tensor" and ax.get_xlabel() == "weight value"
+    assert ax.get_title() == "Layer 1 weights: int3 per-tensor"
+    assert ax.get_xlabel() == f"weight value (real units; grid step s = {s:.3g})"
+    assert ax.get_ylabel() == "density (per grid step)"
     # 3 bits narrow range: the 7 levels s * (-3 .. 3), drawn as full-height dotted lines.
     grid = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
     np.testing.assert_allclose(sorted(ln.get_xdata()[0] for ln in grid), s * np.arange(-3, 4))
-    stems = labelled(ax.collections, "quantized (after)")
-    xs = np.array([seg[0][0] for seg in stems.get_segments()])
-    heights = np.array([seg[1][1] for seg in stems.get_segments()])
-    # Every stem stands on a grid level, and the stems are a density: sum(h * step) = 1.
-    np.testing.assert_allclose(xs / s, np.round(xs / s), atol=1e-9)
-    assert heights.sum() * s == pytest.approx(1.0)
-    # They count the quantized weights: the number of weights at level q is h * n * step.
+    # The quantized weights: one bar per level, one grid step wide, centred on the level.
+    heights, edges = stairs(ax, "quantized (after)")
+    np.testing.assert_allclose((edges[:-1] + edges[1:]) / 2, s * np.arange(-3, 4), atol=1e-9)
+    np.testing.assert_allclose(np.diff(edges), s)
+    # On one-step bars a density per grid step is the fraction of the weights at the level:
+    # the heights sum to 1 and count the weights, h * n = number of weights with w_q = q.
     w_q = layer.w_q.ravel()
-    for x, h in zip(xs, heights):
-        assert round(h * w_q.size * s) == int(np.sum(w_q == round(x / s)))
+    assert heights.sum() == pytest.approx(1.0)
+    for q, h in zip(range(-3, 4), heights):
+        assert round(h * w_q.size) == int(np.sum(w_q == q))
+    # Each used level's bar says its fraction in percent.
+    expected = [f"{100 * h:.0f}%" if h >= 0.01 else "<1%" for h in heights if h > 0]
+    assert [t.get_text() for t in ax.texts] == expected
+    # The float histogram: 80 // 7 = 11 bins per grid step, aligned with the bars, area 1.
+    h_before, fine = stairs(ax, "float weights (before)")
+    np.testing.assert_allclose(np.diff(fine), s / 11)
+    np.testing.assert_allclose(fine[::11], edges, atol=1e-9)
+    assert area_in_steps(h_before, fine, s) == pytest.approx(1.0)
+    assert ax.get_ylim()[1] >= 1.35 * max(heights.max(), h_before.max())
+    assert not ax.child_axes  # no inset for a grid whose levels are drawn one by one
 
 
-@given(seed=seeds, bits=st.integers(2, 5), per_channel=st.booleans())
-def test_qparams_argument_quantizes_a_matrix_here(seed, bits, per_channel):
+@pytest.mark.parametrize("figsize", [None, (8.0, 3.0)])
+@pytest.mark.parametrize("bits", [2, 8])
+def test_weight_histogram_legend_labels_and_inset_cover_no_data(model, calib, bits, figsize):
+    # The legend (upper left), the percent labels and the inset (upper right) sit in the
+    # head room: no bar reaches into them, and they do not overlap one another; also on
+    # small panels (two layers in 8 x 3 inches).
+    qm = quantize_model(model, calib, bits=bits)
+    given = None if figsize is None else plt.subplots(1, 2, figsize=figsize, layout="constrained")[1]
+    for ax in plots.plot_weight_histograms(model, qm, ax=given):
+        renderer = ax.figure.canvas.get_renderer()
+        ax.figure.draw(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert_nothing_under(ax, legend, "legend")
+        for text in ax.texts:
+            assert not text.get_window_extent(renderer).overlaps(legend), text.get_text()
+        if bits == 8:
+            (inset,) = ax.child_axes
+            box = inset.get_tightbbox(renderer)
+            assert_nothing_under(ax, box, "inset")
+            assert not box.overlaps(legend)
+        else:
+            assert [t.get_text()[-1] for t in ax.texts] == ["%"] * len(ax.texts) and ax.texts
+
+
+@given(seed=seeds, bits=st.integers(2, 5), per_channel=st.booleans(), symmetric=st.booleans())
+def test_qparams_argument_quantizes_a_matrix_here(seed, bits, per_channel, symmetric):
     w = np.random.default_rng(seed).standard_normal((9, 4))
-    scheme = (TFLITE_INT8_WEIGHTS if per_channel else TFLITE_INT8_WEIGHTS_PER_TENSOR).with_bits(bits)
+    if symmetric:
+        scheme = (TFLITE_INT8_WEIGHTS if per_channel else TFLITE_INT8_WEIGHTS_PER_TENSOR).with_bits(bits)
+    else:  # affine: a zero point moves the grid off 0
+        scheme = QScheme(bits=bits, symmetric=False, per_channel=per_channel)
     qp = scheme.for_tensor(w)
     fig, ax = plt.subplots()
     assert plots.plot_weight_histograms(w, qp, ax=ax) is ax
-    qmax = 2 ** (bits - 1) - 1
-    step = 1.0 if per_channel else float(qp.scale)  # per channel: units of each channel's scale
+    q = np.arange(qp.qmin, qp.qmax + 1)
+    if per_channel:  # units of each channel's scale: the grid is the integers themselves
+        step, levels = 1.0, q
+    else:  # real units: s * (q - z)
+        step, levels = float(qp.scale), float(qp.scale) * (q - int(qp.zero_point))
     grid = sorted(ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":")
-    np.testing.assert_allclose(grid, step * np.arange(-qmax, qmax + 1))
-    stems = labelled(ax.collections, "quantized (after)").get_segments()
-    assert sum(seg[1][1] for seg in stems) * step == pytest.approx(1.0)
-    # The widest weight lands on the end of the grid (symmetric scale = max|w| / qmax).
-    assert max(abs(seg[0][0]) for seg in stems) == pytest.approx(qmax * step)
+    np.testing.assert_allclose(grid, levels, atol=1e-9)
+    # One bar per level, one step wide; heights are the fractions of weights at each level.
+    heights, edges = stairs(ax, "quantized (after)")
+    np.testing.assert_allclose((edges[:-1] + edges[1:]) / 2, levels, atol=1e-9)
+    w_q = quantize(w, qp, rounding="half_away")  # TensorFlow Lite's rounding, as plots uses
+    np.testing.assert_array_equal(np.round(heights * w.size).astype(int), [np.sum(w_q == k) for k in q])
+    assert heights.sum() == pytest.approx(1.0)
+    assert area_in_steps(*stairs(ax, "float weights (before)"), step) == pytest.approx(1.0)
+    if symmetric:
+        # The widest weight lands on the end of the grid (symmetric scale = max|w| / qmax).
+        qmax = 2 ** (bits - 1) - 1
+        used = (edges[:-1] + edges[1:])[heights > 0] / 2
+        assert np.abs(used).max() == pytest.approx(qmax * step)
     plt.close(fig)
 
 
@@ -175,7 +264,7 @@ def test_fewer_bits_mean_lower_weight_sqnr(model, calib):
 
 def test_quantization_error_mse_metric_without_inputs(model, qmodel):
     ax = plots.plot_quantization_error(model, qmodel, metric="mse")
-    assert legend_texts(ax) == ["weights"] and ax.get_ylabel() == "MSE (squared value units)"
+    assert legend_texts(ax) == ["weights"] and ax.get_ylabel() == "MSE (squared real units)"
     for lin, layer, p in zip(model.linears, qmodel.layers, ax.patches):
         deq = layer.w_q * layer.w_qparams.scale.astype(np.float64)
         assert p.get_height() == pytest.approx(np.mean((lin.W - deq) ** 2), rel=1e-5)
@@ -211,7 +300,7 @@ def test_channel_ranges_worked_example(tmp_path):
     assert sorted(per_tensor) == [-2.0, 2.0]
     assert "1.6x coarser" in ax.get_title()
     assert legend_texts(ax) == ["channel min..max", "per-channel range ±max|w_c|", "per-tensor range ±2"]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("output channel", "weight value")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("output channel", "weight value (real units)")
     assert_png(plots.save_figure(ax, tmp_path / "ranges.png"))
 
 
