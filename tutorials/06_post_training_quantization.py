@@ -449,9 +449,6 @@ q3 = quantize_model(model, x_train, bits=3)
 fig, axes = plt.subplots(2, 2, figsize=(12.0, 7.5), layout="constrained")
 plot_weight_histograms(model, q8, ax=axes[0])
 plot_weight_histograms(model, q3, ax=axes[1])
-for ax in axes.ravel():
-    ax.set_ylim(top=1.35 * ax.get_ylim()[1])  # head room for the legend
-    ax.legend(loc="upper left")
 fig.suptitle("Float weights and their quantized values: int8 (top) and int3 (bottom), per channel")
 save_figure(fig, figures_dir() / "06_weight_histograms.png")
 fig

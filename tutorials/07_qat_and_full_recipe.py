@@ -417,7 +417,7 @@ fig
 fig, axes = plt.subplots(2, 2, figsize=(12.0, 7.5), layout="constrained")
 plot_weight_histograms(model, ptq[2], ax=axes[0])
 plot_weight_histograms(qat2.to_float(), q2, ax=axes[1])
-row_names = {  # row: (title prefix, label of the float histogram, label of the quantized stems)
+row_names = {  # row: (title prefix, label of the float histogram, label of the quantized bars)
     0: ("Before QAT (PTQ)", "trained float weights", "their ternary PTQ values"),
     1: (f"After {QAT_EPOCHS} epochs of QAT", "latent float weights after QAT", "their ternary values"),
 }
@@ -426,8 +426,7 @@ for row, (prefix, float_label, quant_label) in row_names.items():
         ax.set_title(f"{prefix}: {ax.get_title()}")
         handles, labels = ax.get_legend_handles_labels()
         labels = [float_label if "float" in t else quant_label if "quantized" in t else t for t in labels]
-        ax.legend(handles, labels, loc="upper left")
-        ax.set_ylim(top=1.3 * ax.get_ylim()[1])  # head room for the legend
+        ax.legend(handles, labels, loc="upper left", fontsize="small")
 fig.suptitle("2-bit (ternary) weights before and after quantization-aware fine-tuning")
 save_figure(fig, figures_dir() / "07_weight_histograms_2bit.png")
 fig
