@@ -60,6 +60,16 @@ def check_finite(x: np.ndarray, name: str) -> None:
         )
 
 
+def _check_ndim_and_size(arr: np.ndarray, name: str, ndim, allow_empty: bool) -> None:
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name}: expected a {want} array, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+
+
 def as_float_array(
     x,
     name: str,
@@ -91,13 +101,7 @@ def as_float_array(
         arr = arr.astype(dtype, copy=False)
     elif arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if arr.ndim not in allowed:
-            want = " or ".join(f"{d}-D" for d in allowed)
-            raise ValueError(f"{name}: expected a {want} array, got shape {arr.shape}")
-    if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+    _check_ndim_and_size(arr, name, ndim, allow_empty)
     if finite:
         check_finite(arr, name)
     return arr
@@ -114,13 +118,7 @@ def as_int_array(x, name: str, *, dtype=None, ndim=None, allow_empty: bool = Fal
         raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != np.dtype(dtype):
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got dtype {arr.dtype}")
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if arr.ndim not in allowed:
-            want = " or ".join(f"{d}-D" for d in allowed)
-            raise ValueError(f"{name}: expected a {want} array, got shape {arr.shape}")
-    if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+    _check_ndim_and_size(arr, name, ndim, allow_empty)
     return arr
 
 

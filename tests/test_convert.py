@@ -46,6 +46,15 @@ INT32_MAX = 2**31 - 1
 # --------------------------------------------------------------------------- helpers
 
 
+
+def _rewritten_copy(source, path, change):
+    """A copy of the .npz file ``source`` at ``path`` with its arrays edited by ``change``."""
+    with np.load(source) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    np.savez(path, **arrays)
+    return path
+
 def act_qp(scale, zero_point) -> QParams:
     return QParams(scale=np.float32(scale), zero_point=np.int32(zero_point), qmin=-128, qmax=127,
                    bits=8, signed=True)
@@ -679,12 +688,7 @@ def test_load_rejects_foreign_truncated_and_mismatched_files(tmp_path, relu_qmod
         QuantizedMLP.load(foreign)
 
     def rewrite(name, change):
-        with np.load(good) as data:
-            arrays = {k: data[k] for k in data.files}
-        change(arrays)
-        path = tmp_path / name
-        np.savez(path, **arrays)
-        return path
+        return _rewritten_copy(good, tmp_path / name, change)
 
     def bump_m0(a):
         a["layer0.m0"] = a["layer0.m0"] + np.int32(1)
@@ -928,12 +932,7 @@ def test_load_rebuilds_lookup_tables_and_checks_fixed_grids(tmp_path, digits):
     q.save(good)
 
     def rewrite(name, change):
-        with np.load(good) as data:
-            arrays = {k: data[k] for k in data.files}
-        change(arrays)
-        path = tmp_path / name
-        np.savez(path, **arrays)
-        return path
+        return _rewritten_copy(good, tmp_path / name, change)
 
     def tamper_lut(a):
         lut = a["layer0.lut"].copy()
