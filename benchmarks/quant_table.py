@@ -22,7 +22,7 @@ The two should agree closely (they differ only in bias and requantization roundi
 4-byte zero points, activation parameters). Every accuracy is the mean over the seeds with
 the range min..max.
 
-Run:  python benchmarks/quant_table.py     (about 5 s for three seeds)
+Run:  python benchmarks/quant_table.py     (5-8 s for three seeds)
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import numpy as np
 from ._checks import as_float_array, as_rng, check_nonnegative, check_positive, describe
 
 __all__ = [
+    "l2_norm",
     "NonFiniteNormError",
     "tensor_norms",
     "global_norm",
@@ -128,16 +129,8 @@ def _vector_norm(x: np.ndarray, p: float) -> float:
     """
     if x.size == 0:
         return 0.0
-    if p == 2.0 and x.dtype in (np.float32, np.float64):
-        # Hot path (every training step): BLAS dot in the gradients' own dtype, as PyTorch
-        # computes norms in the gradients' dtype. A non-finite result means a NaN/inf
-        # entry or an overflowing float32 sum: redo it below in float64 to tell which.
-        flat = x.ravel()
-        with np.errstate(over="ignore", under="ignore"):
-            sq = float(np.dot(flat, flat))
-        # Below float32's smallest normal the sum has lost digits (or all of them).
-        if np.isfinite(sq) and (sq >= _TINY.get(x.dtype.char, 0.0) or not flat.any()):
-            return float(np.sqrt(sq))
+    if p == 2.0:
+        return l2_norm(x)
     a = np.abs(x.astype(np.float64)).ravel()
     if p == np.inf:
         return float(np.max(a))  # NaN if any entry is NaN
@@ -146,7 +139,27 @@ def _vector_norm(x: np.ndarray, p: float) -> float:
     return float(np.sum(a**p) ** (1.0 / p))
 
 
-_TINY = {"f": float(np.finfo(np.float32).tiny), "d": float(np.finfo(np.float64).tiny)}
+def l2_norm(x: np.ndarray) -> float:
+    """``||x||_2 = sqrt(sum_j x_j^2)`` over every entry, as a Python float.
+
+    The training loop's hot path (:func:`nnref.train.fit` records it at every step, and
+    clipping needs it): a BLAS dot in the array's own dtype, as PyTorch computes norms in
+    the gradients' dtype. It is redone in float64 when that sum is not trustworthy: not
+    finite (a NaN/inf entry, or float32 overflow) or so small that squares may have
+    fallen below the normal range, ``sum < size * tiny / eps``, which bounds the relative
+    error that subnormal squares can cause by ``eps / 2``.
+    """
+    flat = x.ravel()
+    if flat.dtype in (np.float32, np.float64):
+        with np.errstate(over="ignore", under="ignore"):
+            sq = float(np.dot(flat, flat))
+        if np.isfinite(sq) and (sq >= flat.size * _SAFE_SQ[flat.dtype.char] or not flat.any()):
+            return float(np.sqrt(sq))
+    a = np.abs(flat.astype(np.float64))
+    return float(np.sqrt(np.dot(a, a)))
+
+
+_SAFE_SQ = {t: float(np.finfo(t).tiny / np.finfo(t).eps) for t in ("f", "d")}
 
 
 def _global_norm(arrays: list[np.ndarray], p: float) -> float:

@@ -623,8 +623,9 @@ def plot_weight_histograms(float_weights, quantized, ax=None, layer: int | None 
     histograms have area 1 measured in grid steps, so they compare bar for bar. With at
     most 33 levels the quantized bars are one grid step wide, centred on the levels, so a
     bar's height is the fraction of the weights rounded to that level (printed above it in
-    percent for at most 15 levels), and the float weights use about ``bins`` bins, a whole
-    number of them per grid step. With more levels both histograms share bins of ``m``
+    percent for at most 15 levels), and the float weights use ``max(1, bins // L)`` bins
+    per grid step (``L`` levels), i.e. about ``bins`` bins in all, and never fewer than
+    one per level. With more levels both histograms share bins of ``m``
     whole grid steps (``m = ceil(L / bins)``), so they differ only where rounding moved a
     weight across a bin edge, and an inset zooms on the 7 levels around the median weight,
     where the float weights and the one-step bars of single levels can be told apart.

@@ -21,21 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import as_float_array, as_rng, check_int_in_range, check_labels, describe
+from .clip import l2_norm
 from .mlp import loss_from_logits
 
 __all__ = ["History", "fit", "evaluate"]
 
 
 def _l2(a: np.ndarray) -> float:
-    # A BLAS dot in the gradient's dtype (as PyTorch computes norms); redone in float64
-    # only if that overflows or meets NaN/inf, so the common case costs one pass.
-    flat = a.ravel()
-    with np.errstate(over="ignore", under="ignore"):
-        sq = float(np.dot(flat, flat))
-    if not np.isfinite(sq) or (sq < 1e-30 and flat.any()):  # overflow, NaN/inf, or lost digits
-        a64 = flat.astype(np.float64)
-        sq = float(np.dot(a64, a64))
-    return float(np.sqrt(sq))
+    # The one L2 norm of nnref: the same arithmetic clipping uses, so History's norms and
+    # the total fit hands to a clipper are clip_by_global_norm's own.
+    return l2_norm(a)
 
 
 @dataclass

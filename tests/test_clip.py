@@ -819,3 +819,14 @@ def test_fit_with_global_norm_equals_fit_with_the_function():
     np.testing.assert_allclose(ha.grad_norm_after, hb.grad_norm_after, rtol=1e-6)
     for k in a.params:
         np.testing.assert_allclose(ha.param_grad_norm_after[k], hb.param_grad_norm_after[k], rtol=1e-6)
+
+
+def test_fit_and_clip_compute_the_same_l2_norm_even_for_tiny_float32():
+    # 20,000 entries of 1.1e-21: each square (1.2e-42) is subnormal in float32 although
+    # the sum (2.4e-38) is not; the shared l2_norm redoes such sums in float64
+    from nnref.train import _l2
+
+    x = np.full(20000, 1.1e-21, dtype=np.float32)
+    exact = float(np.linalg.norm(x.astype(np.float64)))
+    assert global_norm([x]) == pytest.approx(exact, rel=1e-7)
+    assert _l2(x) == global_norm([x])

@@ -319,23 +319,28 @@ assert qat2_history.val_acc[-1] > qat2_start + 0.1  # QAT recovered a large part
 # ## 6. Step four: convert to the integer-only model
 #
 # QAT's product is not the simulation: it is the latent float model, `to_float()`,
-# converted with the same `quantize_model` as in tutorial 06, at the same bit width. The
-# converter quantizes the latent weights with exactly the rule the simulation used, so
-# the integer model stores *the very weights the network was fine-tuned with*:
+# converted to the integer-only model by `QATMLP.convert()`. That calls the same
+# `quantize_model` as in tutorial 06, at the same bit width, with the activation ranges
+# QAT learned (as PyTorch's `convert` and the TFLite converter keep them) instead of a
+# fresh calibration. The converter quantizes the latent weights with exactly the rule the
+# simulation used, so the integer model stores *the very weights the network was
+# fine-tuned with*, on the very activation grids:
 
 # %%
-q2 = quantize_model(qat2.to_float(), x_train, bits=2)
+q2 = qat2.convert()
 print(q2)
+assert q2.input_qparams == qat2.activation_qparams[0]
+assert [layer.out_qparams for layer in q2.layers] == qat2.activation_qparams[1:]
 for lin_q, layer in zip(qat2.linears, q2.layers):
     assert np.array_equal(dequantize(layer.w_q, layer.w_qparams), lin_q.quantize_weights()[0])
 print("integer weights == simulated weights: True (both layers)")
 
 # %% [markdown]
-# The rest is not bit-identical, by design: the integer model calibrates its activation
-# ranges with min-max on the training set (the simulation used moving averages), rounds
-# the bias to int32 and applies each multiplier as a 31-bit fixed-point number. Each can
-# move an output by one integer step, rarely. So we check that the integer model agrees
-# with the simulation on (nearly) every test image:
+# The rest is not bit-identical, by design: the integer model rounds the bias to int32
+# and applies each multiplier as a 31-bit fixed-point number, where the simulation keeps
+# the bias in float and multiplies in float. Each can move an output by one integer step,
+# rarely. So we check that the integer model agrees with the simulation on (nearly) every
+# test image (exercise 3 asks what a fresh min-max calibration would change):
 
 # %%
 pred_int = q2.predict(x_test)
@@ -358,7 +363,7 @@ assert agreement >= 0.98 and abs(acc_int - acc_sim) <= 0.01
 results = {2: (qat2, qat2_history, q2)}
 for bits in (8, 4, 3):
     qat_b, hist_b, _ = qat_finetune(bits)
-    results[bits] = (qat_b, hist_b, quantize_model(qat_b.to_float(), x_train, bits=bits))
+    results[bits] = (qat_b, hist_b, qat_b.convert())
 
 rows, qat_acc = [], {}
 for bits in (8, 4, 3, 2):
@@ -460,8 +465,8 @@ for i, (before, after) in enumerate(zip(ptq[2].layers, q2.layers)):
 #   `FakeQuantize`), so the weight gradient is the ordinary one at the quantized weights,
 #   applied to the latent float weights.
 # - A `QATMLP` is an `MLP`: `fit`, optimizers and clippers compose with it unchanged, and
-#   `quantize_model(qat.to_float(), x, bits=b)` stores exactly the simulated weights; the
-#   integer model agrees with the simulation on nearly every image.
+#   `qat.convert()` stores exactly the simulated weights on the learned activation grids;
+#   the integer model agrees with the simulation on nearly every image.
 # - At 8 bits PTQ is enough; at 2 bits (ternary weights) PTQ collapses and a few epochs of
 #   QAT recover most of the loss, at 9 times less memory than float32.
 #
@@ -473,6 +478,7 @@ for i, (before, after) in enumerate(zip(ptq[2].layers, q2.layers)):
 # 2. Use per-tensor weights at 2 bits (`weight_scheme="tflite_int8_weights_per_tensor"` in
 #    both `prepare_qat` and `quantize_model`). How much worse is PTQ, and how much does QAT
 #    recover?
-# 3. Fine-tune with `rounding="half_even"` (PyTorch's fake-quant rounding) and convert as
-#    before. How many of the integer model's weights differ from the simulated ones
-#    (compare as in section 6), and does the accuracy change?
+# 3. Convert the 2-bit QAT model with a fresh min-max calibration instead of its learned
+#    ranges: `quantize_model(qat2.to_float(), x_train, bits=2)`. Which activation grids
+#    change (compare `input_qparams` and each layer's `out_qparams`), and how often do the
+#    integer model and the simulation now disagree?

@@ -941,7 +941,7 @@ class QuantizedMLP:
                 p = f"layer{i}."
                 activation = str(_entry(arrays, p + "activation", used))
                 has_lut = activation in LUT_ACTIVATIONS
-                alpha = float(_entry(arrays, p + "alpha", used)) if activation == "leaky_relu" else None
+                alpha = _alpha_entry(arrays, p + "alpha", used) if activation == "leaky_relu" else None
                 layer = QuantizedLayer(
                     w_q=_entry(arrays, p + "w_q", used),
                     bias_q=_entry(arrays, p + "bias_q", used),
@@ -979,7 +979,7 @@ class QuantizedMLP:
 
 
 _FORMAT = "nnref.QuantizedMLP"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: leaky ReLU layers store their slope (layerN.alpha)
 _QP_META = ("qmin", "qmax", "bits", "signed", "narrow_range", "axis")
 _NO_AXIS = -(2**31)  # stands for axis=None in the saved metadata
 
@@ -993,6 +993,14 @@ def _qparams_arrays(prefix: str, qp: QParams) -> dict[str, np.ndarray]:
         f"{prefix}.meta": np.array(meta, dtype=np.int64),
         f"{prefix}.scheme": np.array(qp.scheme),
     }
+
+
+def _alpha_entry(arrays: dict, key: str, used: set) -> float:
+    """A leaky ReLU slope: a finite float64 scalar >= 0."""
+    a = _entry(arrays, key, used)
+    if a.shape != () or a.dtype != np.float64 or not np.isfinite(a) or a < 0:
+        raise ValueError(f"entry {key!r}: expected a finite float64 scalar >= 0, got {describe(a)}")
+    return float(a)
 
 
 def _entry(arrays: dict, key: str, used: set) -> np.ndarray:

@@ -589,9 +589,11 @@ class QATMLP(MLP):
         pre-activation grid ``preactivation_qparams[l]`` (its table with
         :func:`~nnref.quant.convert.build_lut`), since ``quantize_model`` takes output grids
         only. Every grid of the result is then the simulation's: weights (the same
-        :func:`~nnref.quant.convert.quantize_weights`), input, pre-activations, outputs
-        (tanh and sigmoid: the fixed ones, equal on both sides). ``calibration_x`` is not
-        used.
+        :func:`~nnref.quant.convert.quantize_weights`; with the default
+        ``rounding="half_away"``: with ``"half_even"`` the converter still rounds half
+        away, so weights exactly at a tie land one step apart), input, pre-activations,
+        outputs (tanh and sigmoid: the fixed ones, equal on both sides).
+        ``calibration_x`` is not used.
 
         Weight-only QAT (``act_bits=None``) learned no activation grids: they are
         calibrated (min-max) on ``calibration_x``, which is then required.
