@@ -27,12 +27,6 @@ from .mlp import loss_from_logits
 __all__ = ["History", "fit", "evaluate"]
 
 
-def _l2(a: np.ndarray) -> float:
-    # The one L2 norm of nnref: the same arithmetic clipping uses, so History's norms and
-    # the total fit hands to a clipper are clip_by_global_norm's own.
-    return l2_norm(a)
-
-
 @dataclass
 class History:
     """Everything :func:`fit` measured.
@@ -191,7 +185,8 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             value, grads = model.loss_and_grads(x[idx], y[idx], loss)
-            norms = {k: _l2(g) for k, g in grads.items()}
+            # clip's own L2 norm, so the total handed to a clipper is clip_by_global_norm's
+            norms = {k: l2_norm(g) for k, g in grads.items()}
             total = float(np.sqrt(sum(v * v for v in norms.values())))
             h.loss.append(value)
             h.grad_norm.append(total)
@@ -223,7 +218,7 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
                 elif isinstance(scale, float) and np.isfinite(scale):
                     norms_after = {k: v * scale for k, v in norms.items()}
                 else:
-                    norms_after = {k: _l2(g) for k, g in new.items()}
+                    norms_after = {k: l2_norm(g) for k, g in new.items()}
                 if not isinstance(changed, bool):
                     changed = any(norms_after[k] != norms[k] for k in grads) or any(
                         new[k] is not grads[k] and not np.array_equal(new[k], grads[k]) for k in grads)
