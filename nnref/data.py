@@ -58,8 +58,15 @@ DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa2
 _DIGITS_SHAPE = (1797, 65)  # 64 pixels then the label
 
 
+def _rng(seed) -> np.random.Generator:
+    """``as_rng(seed)`` after refusing a negative seed (numpy's own message names no argument)."""
+    if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, bool) and seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, None or a numpy.random.Generator, got {int(seed)}")
+    return as_rng(seed)
+
 
 def _check_float_dtype(dtype, name: str) -> np.dtype:
+    """Return ``np.dtype(dtype)`` after checking it is a floating dtype (TypeError naming ``name``)."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -74,16 +81,32 @@ def load_digits(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
     Formula: ``x[i, j] = pixel[i, j] / 16`` (each pixel counts the on-bits of a 4x4 block
     of a 32x32 bitmap, so it lies in 0..16 and ``x`` in [0, 1]); ``y[i]`` is the digit.
-
-    Returns ``x`` of shape (1797, 64), dtype ``dtype`` (row-major 8x8 images, one per
-    row) and ``y`` of shape (1797,), int64, values 0..9 (174 to 183 examples per class).
     The rows are in file order (not shuffled); use ``train_test_split`` to split them.
 
-    Before parsing, the shipped file's sha256 is checked against ``DIGITS_SHA256`` and a
-    mismatch raises ``ValueError``: a corrupt installation fails loudly rather than
-    training on damaged data.
+    Parameters
+    ----------
+    dtype : numpy floating dtype, default float32
+        The dtype of ``x``.
 
-    Source: E. Alpaydin and C. Kaynak (1998), "Optical Recognition of Handwritten Digits",
+    Returns
+    -------
+    x : numpy.ndarray
+        Shape (1797, 64), dtype ``dtype``: row-major 8x8 images, one per row.
+    y : numpy.ndarray
+        Shape (1797,), int64, values 0..9 (174 to 183 examples per class).
+
+    Raises
+    ------
+    TypeError
+        For a ``dtype`` that is not a floating dtype.
+    ValueError
+        When the shipped file's sha256 differs from ``DIGITS_SHA256`` (checked before
+        parsing): a corrupt installation fails loudly rather than training on damaged
+        data.
+
+    References
+    ----------
+    E. Alpaydin and C. Kaynak (1998), "Optical Recognition of Handwritten Digits",
     UCI Machine Learning Repository, https://doi.org/10.24432/C50P49, licensed CC BY 4.0;
     the 1,797-sample test set as distributed in scikit-learn (``load_digits``). See
     ``nnref/data/SOURCE.md``.
@@ -180,17 +203,34 @@ def train_test_split(
     gives the same split; the random streams are nnref's own, so the split is not the
     one scikit-learn draws for the same seed.
 
-    Args:
-        x: array of shape (n, ...), any dtype; rows are examples.
-        y: array of shape (n,); integer class labels when ``stratify`` is True.
-        test_fraction: share of the examples to hold out, in (0, 1); must leave at least
-            one training example.
-        seed: int seed or ``numpy.random.Generator``.
-        stratify: keep each class's share equal in both parts (see above).
+    Parameters
+    ----------
+    x : array_like
+        Shape (n, ...), any dtype; rows are examples.
+    y : array_like
+        Shape (n,); integer class labels when ``stratify`` is True.
+    test_fraction : float, default 0.2
+        Share of the examples to hold out, in (0, 1); must leave at least one training
+        example.
+    seed : int >= 0 or numpy.random.Generator, default 0
+        The randomness.
+    stratify : bool, default True
+        Keep each class's share equal in both parts (see above).
 
-    Returns:
+    Returns
+    -------
+    tuple of numpy.ndarray
         ``(x_train, x_test, y_train, y_test)``, scikit-learn's order, each a new array
         with the input's dtype.
+
+    Raises
+    ------
+    TypeError
+        For a non-number ``test_fraction``, a non-bool ``stratify``, non-integer labels
+        with ``stratify=True``, a bad ``seed`` type.
+    ValueError
+        For mismatched shapes, a ``test_fraction`` outside (0, 1) or leaving an empty
+        part, a negative ``seed``.
     """
     x_arr = np.asarray(x)
     y_arr = np.asarray(y)
@@ -210,7 +250,7 @@ def train_test_split(
             f"= {n_test} in the test set and leaves the training set empty; expected both "
             f"parts non-empty (n >= 2 and a smaller fraction)"
         )
-    rng = as_rng(seed)
+    rng = _rng(seed)
 
     is_test = np.zeros(n, dtype=bool)
     if stratify:
@@ -258,14 +298,38 @@ def make_spirals(
     study") offsets arm k by 4k radians; here the offsets are 2 pi k / K so the arms are
     evenly spaced for every K (with 4k, arms 0 and 11 of K = 12 almost coincide).
 
-    Returns ``x`` of shape (K * N, 2), dtype ``dtype`` (computed in float64, then cast)
-    and ``y`` of shape (K * N,), int64; rows are grouped by class (class 0 first).
+    Parameters
+    ----------
+    n_per_class : int, default 100
+        ``N``, points per arm, >= 1.
+    n_classes : int, default 3
+        ``K``, arms, >= 1.
+    noise : float, default 0.2
+        Standard deviation of the angle noise (radians), >= 0.
+    seed : int >= 0 or numpy.random.Generator, default 0
+        The randomness.
+    dtype : numpy floating dtype, default float32
+        The dtype of ``x`` (computed in float64, then cast).
+
+    Returns
+    -------
+    x : numpy.ndarray
+        Shape (K * N, 2), dtype ``dtype``; rows grouped by class (class 0 first).
+    y : numpy.ndarray
+        Shape (K * N,), int64.
+
+    Raises
+    ------
+    TypeError
+        For non-integer sizes, a non-float ``dtype``, a bad ``seed`` type.
+    ValueError
+        For sizes < 1, a negative ``noise`` or ``seed``.
     """
     n = check_int_in_range(n_per_class, "n_per_class", 1, 2**31 - 1)
     k = check_int_in_range(n_classes, "n_classes", 1, 2**31 - 1)
     noise = check_nonnegative(noise, "noise")
     dt = _check_float_dtype(dtype, "dtype")
-    rng = as_rng(seed)
+    rng = _rng(seed)
     r = np.linspace(0.0, 1.0, n)  # (N,)
     offset = 2.0 * np.pi * np.arange(k) / k  # (K,)
     eps = rng.standard_normal((k, n))  # drawn even when noise = 0: same stream for any noise

@@ -118,17 +118,33 @@ def load_mnist(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     Formula: ``x[i, r * cols + c] = image[i, r, c] / 255`` (row-major flattening, as in
     the files), ``y[i] = label[i]``.
 
-    Returns ``(x_train, y_train, x_test, y_test)``: ``x_*`` float32 of shape
-    (n, rows * cols) in [0, 1] ((60000, 784) and (10000, 784) for the real MNIST),
-    ``y_*`` int64 of shape (n,) in 0..9. Note the order: each split's images then its
-    labels, unlike ``train_test_split``'s scikit-learn order.
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder holding the four files.
 
-    Raises ``FileNotFoundError`` (naming the path and the expected file names) for a
-    missing file and ``ValueError`` naming the file for a wrong magic number, a
-    truncated or overlong file, an image/label count mismatch, a label outside 0..9, or
-    training and test images of different sizes.
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(x_train, y_train, x_test, y_test)``: ``x_*`` float32 of shape (n, rows * cols)
+        in [0, 1] ((60000, 784) and (10000, 784) for the real MNIST), ``y_*`` int64 of
+        shape (n,) in 0..9. Note the order: each split's images then its labels, unlike
+        ``train_test_split``'s scikit-learn order.
 
-    Source: Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten
+    Raises
+    ------
+    TypeError
+        For a ``directory`` that is not a path.
+    FileNotFoundError
+        Naming the path and the expected file names, for a missing folder or file.
+    ValueError
+        Naming the file, for a wrong magic number, a truncated or overlong file, an
+        image/label count mismatch, a label outside 0..9, or training and test images of
+        different sizes.
+
+    References
+    ----------
+    Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten
     digits" (format and file names).
     """
     directory = as_path(directory, "directory")
@@ -238,8 +254,34 @@ def download_mnist(
     one that fails it is deleted and downloaded again.
 
     ``MNIST_SHA256`` holds the sha256 of the standard published files, as several
-    independent downloaders record them. Network failures raise ``OSError`` naming the
-    URL. Returns ``directory`` as a ``Path``, ready for ``load_mnist``.
+    independent downloaders record them.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Where the files go (created if needed).
+    base_url : str, default DEFAULT_MNIST_URL
+        The mirror.
+    checksums : dict of str to str, or None, default MNIST_SHA256
+        File name -> sha256 hex digest, for each of the four files; None checks only the
+        IDX structure.
+    timeout : float, default 30.0
+        Seconds to wait for the network, > 0.
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory``, ready for :func:`load_mnist`.
+
+    Raises
+    ------
+    TypeError
+        For arguments of the wrong type.
+    ValueError
+        For an empty ``base_url``, malformed ``checksums``, a ``timeout`` not > 0, or a
+        download that fails its check (naming the file, expected and received digest).
+    OSError
+        Naming the URL, when the network fails.
     """
     directory = as_path(directory, "directory")
     if not isinstance(base_url, str):
