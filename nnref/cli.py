@@ -102,6 +102,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _integer(text: str, lo: int, what: str) -> int:
+    """``int(text)`` if it is an integer >= ``lo``; else an ArgumentTypeError saying ``what`` was expected."""
     try:
         value = int(text)
     except ValueError:
@@ -262,7 +263,10 @@ def _data(dataset: str, data_dir, seed: int) -> tuple:
 
 
 def _eval_rows(data: tuple, batch_size: int) -> int:
-    # fit evaluates in batches of 4096; accuracy() takes a whole test set at once.
+    """The most rows pushed through a model at once: a batch, an evaluation batch, or the test set.
+
+    ``fit`` evaluates in batches of 4096; ``accuracy`` takes a whole test set at once.
+    """
     return max(batch_size, 4096, len(data[1]))
 
 

@@ -69,6 +69,7 @@ def idx_code(dtype) -> int | None:
 
 
 def _codes_text() -> str:
+    """The type codes IDX knows, for error messages."""
     return ", ".join(f"0x{code:02X} ({dt.newbyteorder('=')})" for code, dt in IDX_DTYPES.items())
 
 
@@ -98,6 +99,7 @@ def _read_header(stream, path: Path) -> tuple[tuple, np.dtype, int]:
 
 
 def _size_error(path: Path, dims: tuple, dtype: np.dtype, header_len: int, expected: int, got: int) -> ValueError:
+    """The error for data that is shorter (``truncated``) or longer than the header says."""
     what = "truncated" if got < expected else "extra data after the array"
     return ValueError(
         f"{path}: {what}: dimensions {dims} of {dtype.newbyteorder('=')} need {expected} data "

@@ -48,6 +48,7 @@ _MNIST_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 
 
 def _mnist_names_text() -> str:
+    """The four file names, for error messages."""
     return ", ".join(MNIST_FILES.values())
 
 
@@ -65,6 +66,7 @@ def _find_mnist_file(directory: Path, stem: str) -> Path:
 
 
 def _check_mnist_magic(arr: np.ndarray, path: Path, magic: int, what: str) -> None:
+    """Refuse an array whose dtype and rank are not the MNIST file's ``magic``."""
     code = idx_code(arr.dtype)  # read_idx only returns IDX dtypes, so never None
     got = (code << 8) | arr.ndim
     if got != magic:
@@ -75,6 +77,7 @@ def _check_mnist_magic(arr: np.ndarray, path: Path, magic: int, what: str) -> No
 
 
 def _read_mnist_images(path: Path) -> np.ndarray:
+    """MNIST images as float32 rows in [0, 1], shape (n, rows * cols)."""
     images = read_idx(path)
     _check_mnist_magic(images, path, _MNIST_IMAGES_MAGIC, "images (uint8, 3 dimensions)")
     n, rows, cols = images.shape
@@ -83,6 +86,7 @@ def _read_mnist_images(path: Path) -> np.ndarray:
 
 
 def _read_mnist_labels(path: Path) -> np.ndarray:
+    """MNIST labels as int64, each checked to be in 0..9."""
     labels = read_idx(path)
     _check_mnist_magic(labels, path, _MNIST_LABELS_MAGIC, "labels (uint8, 1 dimension)")
     bad = labels > 9
@@ -94,7 +98,8 @@ def _read_mnist_labels(path: Path) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _load_mnist_split(directory: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+def _load_mnist_split(directory: Path, images_stem: str, labels_stem: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """One split's images and labels (same count checked), and the images' path."""
     images_path = _find_mnist_file(directory, images_stem)
     labels_path = _find_mnist_file(directory, labels_stem)
     x = _read_mnist_images(images_path)
@@ -166,6 +171,7 @@ def load_mnist(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _check_checksums(checksums) -> dict[str, str] | None:
+    """``checksums`` as a dict of the four names -> lower-case sha256 digests, or None."""
     if checksums is None:
         return None
     if not isinstance(checksums, Mapping):

@@ -98,6 +98,7 @@ class PipelineConfig:
     validation_fraction: float = 0.1
 
     def __post_init__(self):
+        """Check every setting, naming it (see the class docstring)."""
         if self.dataset not in ("digits", "mnist"):
             raise ValueError(f"dataset: expected 'digits' or 'mnist', got {self.dataset!r}")
         if self.dataset == "mnist" and self.data_dir is None:
@@ -190,6 +191,7 @@ class _Splits:
 
 
 def _say(cfg: PipelineConfig, msg: str) -> None:
+    """Print a progress line unless the config is quiet."""
     if cfg.verbose:
         print(msg, flush=True)
 

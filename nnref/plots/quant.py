@@ -431,6 +431,7 @@ def plot_quantization_error(float_model, quantized, x=None, ax=None, metric: str
     check_ax(ax)
 
     def measure(v: np.ndarray, v_q: np.ndarray) -> float:
+        """The chosen metric of the error ``v - v_q``."""
         e = v - v_q
         return _sqnr_db(v, e) if metric == "sqnr" else float(np.mean(e * e))
 
