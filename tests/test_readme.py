@@ -106,6 +106,6 @@ def test_the_readme_command_line_error_is_what_the_command_prints(capsys):
     block = _block_after("$ python -m nnref").splitlines()
     command, quoted = block[0], block[1]
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(shlex.split(command)[3:])
+        cli.main(shlex.split(command)[4:])  # after "$ python -m nnref"
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == quoted + "\n"
