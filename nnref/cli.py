@@ -45,7 +45,7 @@ from ._files import check_writable_dir, check_writable_file
 from .data import DATASETS, download_mnist, load_dataset
 from .mlp import MLP
 from .optim import SGD, Adam
-from .pipeline import MAX_SEED, PipelineConfig, report, run
+from .pipeline import MAX_SEED, PipelineConfig, TrainingDiverged, report, run
 from .plots import figures_dir
 from .train import fit
 
@@ -322,9 +322,20 @@ def prepare_main(args: argparse.Namespace) -> tuple:
 
 
 def run_main(job: tuple) -> int:
-    """Run the main job and print its report."""
+    """Run the main job and print its report.
+
+    Returns
+    -------
+    int
+        0, or 1 (after one line on stderr) if the float training diverged.
+    """
     cfg, data = job
-    print(report(run(cfg, data), cfg))
+    try:
+        res = run(cfg, data)
+    except TrainingDiverged as exc:
+        print(f"nnref: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(report(res, cfg))
     return 0
 
 

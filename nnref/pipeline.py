@@ -39,11 +39,15 @@ from .plots import figures_dir, plot_grad_norms, plot_training_curves, plot_weig
 from .quant import format_table, model_size_bytes, prepare_qat, quantize_model, to_float16
 from .train import History, fit
 
-__all__ = ["PipelineConfig", "PipelineResult", "run", "report"]
+__all__ = ["PipelineConfig", "PipelineResult", "TrainingDiverged", "run", "report"]
 
 #: Largest seed accepted (numpy's generators take any non-negative int; this keeps
 #: ``seed + 1``, the QAT run's seed, a 63-bit number).
 MAX_SEED = 2**63 - 2
+
+
+class TrainingDiverged(RuntimeError):
+    """The float training met a non-finite loss or gradient norm; nothing after it ran."""
 
 
 @dataclass
@@ -226,7 +230,7 @@ def _train_float(cfg: PipelineConfig, d: _Splits, res: PipelineResult) -> tuple[
                batch_size=cfg.batch_size, seed=cfg.seed,
                grad_transform=clipper, verbose=cfg.verbose, validation=(d.x_val, d.y_val))
     if hist.diverged:
-        raise RuntimeError(f"training diverged: {hist.message}")
+        raise TrainingDiverged(f"training diverged: {hist.message}")
     norms = np.asarray(hist.grad_norm)
     res.clip = {"threshold": cfg.clip_norm, "steps": hist.n_steps, "clipped": hist.n_clipped,
                 "fraction": hist.clip_fraction, "median_norm": float(np.median(norms)),
@@ -303,8 +307,8 @@ def run(cfg: PipelineConfig | None = None, data: tuple | None = None) -> Pipelin
     ------
     TypeError
         For a ``cfg`` that is not a PipelineConfig, or malformed ``data``.
-    RuntimeError
-        When the float training diverges.
+    TrainingDiverged
+        When the float training diverges (a ``RuntimeError``).
     """
     cfg = PipelineConfig() if cfg is None else cfg
     if not isinstance(cfg, PipelineConfig):

@@ -15,6 +15,7 @@ import pytest
 
 from nnref import cli
 from nnref.idx import write_idx
+from nnref.pipeline import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,3 +161,12 @@ def test_download_failure_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
     assert cli.main(["download-mnist", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert err == "nnref: error: download_mnist: could not download http://example.invalid/x: offline\n"
+
+
+def test_a_diverged_main_job_is_one_line_exit_1(capsys, monkeypatch):
+    def diverge(cfg, data):
+        raise TrainingDiverged("training diverged: non-finite loss at epoch 1, step 3")
+
+    monkeypatch.setattr(cli, "run", diverge)
+    assert cli.main(["--epochs", "1", "--no-figures", "--quiet"]) == 1
+    assert capsys.readouterr().err == "nnref: error: training diverged: non-finite loss at epoch 1, step 3\n"
