@@ -19,14 +19,19 @@ with exit status 2, so nothing is lost to a bad argument after hours of training
 
 Adding a command
 ----------------
-Write, in your own module, three functions and add one row to :data:`COMMANDS`::
+Write three functions in your own module (which must not import :mod:`nnref.cli`), then
+import them here and add one row to :data:`COMMANDS`::
 
+    # nnref/exercises.py
     def add_arguments(parser: argparse.ArgumentParser) -> None: ...  # parser.add_argument(...)
-    def prepare(args: argparse.Namespace) -> object: ...  # check everything; raise
-                                                          # ValueError("--option: ...")
-    def run(job: object) -> int: ...                      # the work; the exit status
+    def prepare(args: argparse.Namespace) -> object: ...  # check everything, load what run
+                                                          # needs; raise ValueError("--opt: ...")
+    def run(job: object) -> int: ...                      # the work; returns the exit status
 
-    COMMANDS["name"] = Command("one-line help", add_arguments, prepare, run)  # in the table
+    # nnref/cli.py
+    from . import exercises
+    COMMANDS = {..., "exercises": Command("one-line help", exercises.add_arguments,
+                                          exercises.prepare, exercises.run)}
 """
 
 from __future__ import annotations
@@ -265,9 +270,11 @@ def _data(dataset: str, data_dir, seed: int) -> tuple:
 def _eval_rows(data: tuple, batch_size: int) -> int:
     """The most rows pushed through a model at once: a batch, an evaluation batch, or the test set.
 
-    ``fit`` evaluates in batches of 4096; ``accuracy`` takes a whole test set at once.
+    A batch is at most the training set; ``fit`` evaluates in batches of up to 4096;
+    ``accuracy`` takes a whole test set at once.
     """
-    return max(batch_size, 4096, len(data[1]))
+    n_train, n_test = len(data[0]), len(data[1])
+    return max(min(batch_size, n_train), min(4096, n_train), n_test)
 
 
 # --------------------------------------------------------------------------------------
