@@ -92,8 +92,12 @@ def test_writable_checks_name_the_argument(tmp_path):
 # larger one under the cap; the write must fail and the previous file still load equal.
 _FAULT_SCRIPT = textwrap.dedent("""
     import json, os, resource, signal, sys
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
     from nnref.data import read_idx, write_idx
+    from nnref.plots import save_figure
     from nnref.mlp import MLP
     from nnref.quant import QuantizedMLP, quantize_model
 
@@ -114,12 +118,19 @@ _FAULT_SCRIPT = textwrap.dedent("""
         "write_idx .gz": ("a.idx.gz", write_idx, old_idx, new_idx, lambda p: read_idx(p).tolist(),
                           old_idx.tolist()),
     }
+    old_fig, new_fig = plt.figure(figsize=(1, 1)), plt.figure(figsize=(4, 4))
+    new_fig.gca().imshow(rng.random((200, 200)))  # noise: a PNG far above every small cap
+    writers["save_figure"] = ("f.png", lambda p, fig: save_figure(fig, p, dpi=50), old_fig, new_fig,
+                              lambda p: list(plt.imread(p).shape),
+                              None)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     report = {}
     for name, (file, write, old, new, load, expected) in writers.items():
         path = os.path.join(folder, file)
         write(path, old)
         before = open(path, "rb").read()
+        if expected is None:  # compared with what loaded before
+            expected = load(path)
         sizing = os.path.join(folder, "sizing-" + file)
         write(sizing, new)  # the size of a complete new file
         full = os.path.getsize(sizing)
@@ -148,7 +159,7 @@ def test_every_file_writer_under_a_file_size_limit_leaves_the_previous_file(tmp_
                           text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert set(report) == {"MLP.save", "QuantizedMLP.save", "write_idx", "write_idx .gz"}
+    assert set(report) == {"MLP.save", "QuantizedMLP.save", "write_idx", "write_idx .gz", "save_figure"}
     for name, result in report.items():
         assert result["full"] > 4096, f"{name}: the new file must be larger than every cap but the last two"
         for o in result["outcomes"]:

@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._checks import check_positive, describe
+from .._files import atomic_write
 
 __all__ = [
     "STYLE",
@@ -222,7 +223,9 @@ def save_figure(fig_or_ax, path, dpi: int = 120, close: bool = False) -> Path:
     """Write the figure that holds ``fig_or_ax`` to ``path``.
 
     Missing parent folders are created; the format follows the file extension
-    (``.png``, ``.pdf``, ``.svg``); ``bbox_inches="tight"`` trims the margins.
+    (``.png``, ``.pdf``, ``.svg``); ``bbox_inches="tight"`` trims the margins. The file
+    is replaced atomically (:func:`nnref._files.atomic_write`), so a failed save leaves
+    any previous figure intact.
 
     Parameters
     ----------
@@ -261,7 +264,11 @@ def save_figure(fig_or_ax, path, dpi: int = 120, close: bool = False) -> Path:
     close = check_flag(close, "close")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fmt = path.suffix[1:].lower()
+    if fmt:  # written atomically: a failed save leaves any previous figure intact
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight"))
+    else:  # matplotlib picks the format and appends its extension
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     if close:
         plt.close(fig)
     return path
