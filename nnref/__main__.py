@@ -1,4 +1,4 @@
-"""``python -m nnref``: see :mod:`nnref.cli`."""
+"""``python -m nnref``: the command line of :mod:`nnref.cli`."""
 
 from .cli import main
 

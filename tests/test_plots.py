@@ -425,3 +425,47 @@ def test_save_figure_bad_input(tmp_path):
     with pytest.raises(ValueError, match="dpi"):
         plots.save_figure(fig, tmp_path / "x.png", dpi=0)
     assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------- refusals of every plot
+
+
+@pytest.mark.parametrize("draw", [
+    lambda h: plots.plot_grad_norms(h),
+    lambda h: plots.plot_training_curves(h),
+    lambda h: plots.plot_loss_per_step({"run": h}),
+])
+def test_every_training_plot_refuses_an_empty_history(draw):
+    before = plt.get_fignums()
+    with pytest.raises(ValueError, match=r"expected a run with at least one recorded step, got 0 steps"):
+        draw(History())
+    assert plt.get_fignums() == before, "refused before any figure was made"
+
+
+def test_training_curves_refuse_per_epoch_records_that_do_not_line_up():
+    h = classification_history()
+    h.train_acc = h.train_acc[:2]
+    with pytest.raises(ValueError, match=r"history: expected train_acc to hold one entry per epoch \(3"):
+        plots.plot_training_curves(h)
+    h = classification_history()
+    h.val_acc = []
+    with pytest.raises(ValueError, match="history: expected val_loss and val_acc of the same length, got 3 and 0"):
+        plots.plot_training_curves(h)
+    # Validation not measured at all is fine: only the training lines.
+    h = make_history([1.0], train_loss=[1.0], train_acc=[0.5])
+    assert legend_texts(plots.plot_training_curves(h)[0]) == ["train"]
+
+
+def test_plot_flags_must_be_booleans():
+    h = classification_history()
+    with pytest.raises(TypeError, match="per_param: expected True or False, got str"):
+        plots.plot_grad_norms(h, per_param="yes")
+    with pytest.raises(TypeError, match="log_scale"):
+        plots.plot_grad_norms(h, log_scale=None)
+    with pytest.raises(TypeError, match="log_loss"):
+        plots.plot_training_curves(h, log_loss="no")
+    with pytest.raises(TypeError, match="log_scale"):
+        plots.plot_loss_per_step({"a": h}, log_scale=0)
+    fig, _ = plt.subplots()
+    with pytest.raises(TypeError, match="close"):
+        plots.save_figure(fig, "unused.png", close="yes")

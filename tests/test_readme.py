@@ -94,3 +94,18 @@ def test_the_readme_quantization_table_is_what_the_benchmark_prints():
     rows = quant_table.run((0, 1, 2))
     printed = quant_table.table(rows) + "\n\n" + "\n".join(quant_table.findings(rows))
     _assert_quoted(_block_after("method  weights"), printed.strip())
+
+
+def test_the_readme_command_line_error_is_what_the_command_prints(capsys):
+    import shlex
+
+    import pytest
+
+    from nnref import cli
+
+    block = _block_after("$ python -m nnref").splitlines()
+    command, quoted = block[0], block[1]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(shlex.split(command)[4:])  # after "$ python -m nnref"
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == quoted + "\n"
