@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from nnref._checks import as_float_array, as_rng, check_int_in_range, check_positive
-from nnref.quant.ops import _rounder, fake_quantize
-from nnref.quant.qparams import QParams, QScheme, _check_axis, choose_qparams, get_scheme
+from nnref.quant.ops import check_rounding, fake_quantize
+from nnref.quant.qparams import QParams, QScheme, check_axis, choose_qparams, get_scheme
 
 __all__ = [
     "Observer",
@@ -190,7 +190,7 @@ class PerChannelMinMaxObserver(Observer):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        self.axis = _check_axis(axis, allow_none=False)
+        self.axis = check_axis(axis, allow_none=False)
         self._min: np.ndarray | None = None
         self._max: np.ndarray | None = None
 
@@ -315,7 +315,7 @@ class MSEObserver(_SamplingObserver):
     ) -> None:
         super().__init__(max_samples, seed)
         self.num_candidates = check_int_in_range(num_candidates, "num_candidates", 1, 10**6)
-        _rounder(rounding)
+        check_rounding(rounding)
         self.rounding = rounding
         self.last_search: MSESearch | None = None
 

@@ -77,13 +77,8 @@ import numpy as np
 from nnref._checks import check_int_in_range, describe
 from nnref.layers import Layer, LeakyReLU, Linear, Sigmoid, Tanh
 from nnref.mlp import MLP
-from nnref.quant.convert import (
-    QuantizedLayer,
-    QuantizedMLP,
-    _weight_scheme,
-    build_lut,
-    quantize_model,
-)
+from nnref.quant.convert import check_weight_scheme, quantize_model
+from nnref.quant.qmodel import QuantizedMLP
 from nnref.quant.observers import MovingAverageMinMaxObserver
 from nnref.quant.ops import ROUNDING_MODES, fake_quantize_with_mask
 from nnref.quant.qparams import (
@@ -109,7 +104,7 @@ MAX_QAT_BITS = 8
 
 
 def _check_rounding(rounding) -> str:
-    if rounding not in ROUNDING_MODES:
+    if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
         raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
     return rounding
 
@@ -129,7 +124,7 @@ def _check_weight_scheme(weight_scheme, bits: int | None = None) -> QScheme:
     signed, per tensor or per output column. Rejected here, before any training, rather
     than at conversion."""
     scheme = get_scheme(weight_scheme)
-    return _weight_scheme(scheme, scheme.bits if bits is None else bits)
+    return check_weight_scheme(scheme, scheme.bits if bits is None else bits)
 
 
 class QATLinear(Linear):
@@ -585,10 +580,9 @@ class QATMLP(MLP):
             quantize_model(self.to_float(), ..., weight_scheme=self.weight_scheme,
                            bits=self.weight_bits, activation_qparams=self.activation_qparams)
 
-        then every table layer (tanh, sigmoid, leaky ReLU) is rebuilt on the learned
-        pre-activation grid ``preactivation_qparams[l]`` (its table with
-        :func:`~nnref.quant.convert.build_lut`), since ``quantize_model`` takes output grids
-        only. Every grid of the result is then the simulation's: weights (the same
+        plus ``preactivation_qparams=self.preactivation_qparams``: every table layer
+        (tanh, sigmoid, leaky ReLU) requantizes onto its learned pre-activation grid. Every
+        grid of the result is then the simulation's: weights (the same
         :func:`~nnref.quant.convert.quantize_weights`; with the default
         ``rounding="half_away"``: with ``"half_even"`` the converter still rounds half
         away, so weights exactly at a tie land one step apart), input, pre-activations,
@@ -626,19 +620,18 @@ class QATMLP(MLP):
                 fq is not None and fq.qparams is None for fq in self._pre_fqs):
             raise RuntimeError("convert: no activation ranges yet; call calibrate(x) on the "
                                "QATMLP or train it first")
-        # quantize_model still calibrates a table layer's pre-activation grid; it is replaced
-        # just below by the learned one, so a single placeholder batch is enough for it.
-        needs_pre = any(fq is not None for fq in self._pre_fqs)
-        placeholder = np.zeros((1, self.layer_sizes[0]), dtype=self.dtype) if needs_pre else None
-        qm = quantize_model(model, placeholder, activation_qparams=grids, **common)
-        alphas = [float(getattr(layer, "alpha", 0.0)) for layer in self.layers
-                  if not isinstance(layer, (Linear, ActivationFakeQuantize))]
-        layers = [layer if pre is None else _on_preactivation_grid(layer, pre, alpha)
-                  for layer, pre, alpha in zip(qm.layers, pre_grids, alphas + [0.0])]
-        return QuantizedMLP(layers, qm.input_qparams)
+        return quantize_model(model, calibration_x, activation_qparams=grids,
+                              preactivation_qparams=pre_grids, **common)
 
     @classmethod
     def load(cls, path) -> "QATMLP":
+        """Not available: refused with a ``TypeError`` naming ``MLP.load``.
+
+        The QAT state (observers, ranges) is not saved; :meth:`save` writes the latent
+        float model, which ``MLP.load`` reads and :func:`prepare_qat` wraps again. (The
+        inherited ``MLP.load`` would build a ``QATMLP`` from layer sizes, which its
+        constructor cannot take.)
+        """
         raise TypeError("QATMLP.load: QAT state is not saved; load the float model with "
                         "MLP.load(path) and call prepare_qat on it")
 
@@ -646,18 +639,6 @@ class QATMLP(MLP):
         return (f"QATMLP({self.layer_sizes}, activation={self.activation!r}, "
                 f"weight_bits={self.weight_bits}, act_bits={self.act_bits}, "
                 f"mode={'train' if self.training else 'eval'})")
-
-
-def _on_preactivation_grid(layer: QuantizedLayer, pre_qparams: QParams,
-                           alpha: float) -> QuantizedLayer:
-    """``layer`` (with a lookup table) requantizing onto ``pre_qparams`` instead: the same
-    int8 weights, int32 bias (its scale ``s_in * s_w`` does not involve the pre-activation
-    grid) and output grid; new multipliers (derived by ``QuantizedLayer``) and table."""
-    lut = build_lut(layer.activation, pre_qparams, layer.out_qparams, alpha)
-    return QuantizedLayer(layer.w_q, layer.bias_q, layer.w_qparams, layer.in_qparams,
-                          layer.out_qparams, layer.activation, pre_qparams, lut,
-                          layer.requantization, layer.rounding,
-                          alpha=alpha if layer.activation == "leaky_relu" else None)
 
 
 def _copy_layer(layer: Layer) -> Layer:

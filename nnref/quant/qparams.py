@@ -39,6 +39,10 @@ __all__ = [
     "TFLITE_INT8_ACTIVATIONS",
     "MIN_BITS",
     "MAX_BITS",
+    "check_axis",
+    "check_bool",
+    "affine_qparams",
+    "symmetric_qparams",
 ]
 
 MIN_BITS = 2
@@ -52,13 +56,14 @@ _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _check_bool(value, name: str) -> bool:
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool if it is one, else raise ``TypeError`` naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a bool, got {describe(value)}")
     return bool(value)
 
 
-def _check_axis(axis, name: str = "axis", allow_none: bool = True) -> int | None:
+def check_axis(axis, name: str = "axis", allow_none: bool = True) -> int | None:
     """An axis is an int (negative counts from the end), or None where allowed."""
     if axis is None and allow_none:
         return None
@@ -83,8 +88,8 @@ def qrange(bits: int, signed: bool = True, narrow_range: bool = False) -> tuple[
     (see ``QParams.dtype``).
     """
     bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
-    signed = _check_bool(signed, "signed")
-    narrow_range = _check_bool(narrow_range, "narrow_range")
+    signed = check_bool(signed, "signed")
+    narrow_range = check_bool(narrow_range, "narrow_range")
     if signed:
         qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     else:
@@ -100,7 +105,76 @@ def symmetric_zero_point(bits: int, signed: bool) -> int:
     ``compute_scale_zp`` (``round((qmin + qmax) / 2)``) both choose.
     """
     bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
-    return 0 if _check_bool(signed, "signed") else 2 ** (bits - 1)
+    return 0 if check_bool(signed, "signed") else 2 ** (bits - 1)
+
+
+def _check_grid(qp) -> tuple[int, bool, bool, int, int]:
+    """A QParams' ``bits, signed, narrow_range, qmin, qmax``, checked against each other."""
+    bits = check_int_in_range(qp.bits, "bits", MIN_BITS, MAX_BITS)
+    signed = check_bool(qp.signed, "signed")
+    narrow = check_bool(qp.narrow_range, "narrow_range")
+    qmin = check_int_in_range(qp.qmin, "qmin", -(2**31), 2**31 - 1)
+    qmax = check_int_in_range(qp.qmax, "qmax", -(2**31), 2**31 - 1)
+    if qmin >= qmax:
+        raise ValueError(f"qmin, qmax: expected qmin < qmax, got qmin={qmin}, qmax={qmax}")
+    expected = qrange(bits, signed, narrow)
+    if (qmin, qmax) != expected:
+        raise ValueError(
+            f"qmin, qmax: expected {expected} for bits={bits}, signed={signed}, "
+            f"narrow_range={narrow}, got ({qmin}, {qmax})"
+        )
+    return bits, signed, narrow, qmin, qmax
+
+
+def _check_scale(value) -> np.ndarray:
+    """A scale as a float32 copy: finite and > 0 in float64, and still so in float32."""
+    scale64 = as_float_array(value, "scale", ndim=(0, 1), dtype=np.float64, finite=True)
+    if np.any(scale64 <= 0):
+        raise ValueError(f"scale: expected values > 0, got minimum {scale64.min()!r}")
+    with np.errstate(over="ignore"):
+        scale = scale64.astype(np.float32)
+    if np.any(scale == 0) or not np.all(np.isfinite(scale)):
+        raise ValueError(
+            f"scale: expected values representable as positive finite float32, got "
+            f"values in [{scale64.min()!r}, {scale64.max()!r}]"
+        )
+    return scale
+
+
+def _check_zero_point(value, shape: tuple, qmin: int, qmax: int) -> np.ndarray:
+    """A zero point as an int32 copy of the scale's shape, inside ``[qmin, qmax]``."""
+    zp = np.asarray(value)
+    if zp.dtype.kind not in "iu":
+        raise TypeError(f"zero_point: expected integers, got dtype {zp.dtype}")
+    if zp.shape != shape:
+        raise ValueError(f"zero_point: expected the shape of scale {shape}, got {zp.shape}")
+    if zp.size and (zp.min() < qmin or zp.max() > qmax):
+        raise ValueError(
+            f"zero_point: expected values in [{qmin}, {qmax}], got values in [{zp.min()}, {zp.max()}]"
+        )
+    return zp.astype(np.int32)
+
+
+def _check_axis_for(axis, scale: np.ndarray) -> int | None:
+    """An axis for per-channel parameters (1-D scale), None for per-tensor ones."""
+    axis = check_axis(axis)
+    if scale.ndim == 1 and axis is None:
+        raise ValueError(
+            f"axis: per-channel parameters (scale of shape {scale.shape}) need a channel axis, got None"
+        )
+    if scale.ndim == 0 and axis is not None:
+        raise ValueError(f"axis: per-tensor parameters (scalar scale) take axis=None, got {axis}")
+    return axis
+
+
+def _check_grid_is_finite(scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int) -> None:
+    """Every grid point ``scale * (q - zp)`` must be a finite float32 (dequantize never inf)."""
+    widest = np.maximum(qmax - zp.astype(np.int64), zp.astype(np.int64) - qmin)
+    if np.any(scale.astype(np.float64) * widest > _FLOAT32_MAX):
+        raise ValueError(
+            "scale: the grid scale * (q - zero_point) overflows float32 for q in "
+            f"[{qmin}, {qmax}]; got scale up to {scale.max()!r}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,80 +212,24 @@ class QParams:
     narrow_range: bool = False
 
     def __post_init__(self) -> None:
-        bits = check_int_in_range(self.bits, "bits", MIN_BITS, MAX_BITS)
-        signed = _check_bool(self.signed, "signed")
-        narrow = _check_bool(self.narrow_range, "narrow_range")
-        qmin = check_int_in_range(self.qmin, "qmin", -(2**31), 2**31 - 1)
-        qmax = check_int_in_range(self.qmax, "qmax", -(2**31), 2**31 - 1)
-        if qmin >= qmax:
-            raise ValueError(f"qmin, qmax: expected qmin < qmax, got qmin={qmin}, qmax={qmax}")
-        expected = qrange(bits, signed, narrow)
-        if (qmin, qmax) != expected:
-            raise ValueError(
-                f"qmin, qmax: expected {expected} for bits={bits}, signed={signed}, "
-                f"narrow_range={narrow}, got ({qmin}, {qmax})"
-            )
+        bits, signed, narrow, qmin, qmax = _check_grid(self)
         if self.scheme not in _SCHEMES:
             raise ValueError(f"scheme: expected one of {_SCHEMES}, got {self.scheme!r}")
-        axis = _check_axis(self.axis)
-
-        # Scale: finite and > 0 in float64 first, then in float32 (where it is stored) so
-        # that neither an underflow to 0 nor an overflow to inf can slip through the cast.
-        scale64 = as_float_array(self.scale, "scale", ndim=(0, 1), dtype=np.float64, finite=True)
-        if np.any(scale64 <= 0):
-            raise ValueError(f"scale: expected values > 0, got minimum {scale64.min()!r}")
-        with np.errstate(over="ignore"):
-            scale = scale64.astype(np.float32)
-        if np.any(scale == 0) or not np.all(np.isfinite(scale)):
-            raise ValueError(
-                f"scale: expected values representable as positive finite float32, got "
-                f"values in [{scale64.min()!r}, {scale64.max()!r}]"
-            )
-        zp = np.asarray(self.zero_point)
-        if zp.dtype.kind not in "iu":
-            raise TypeError(f"zero_point: expected integers, got dtype {zp.dtype}")
-        if zp.shape != scale.shape:
-            raise ValueError(
-                f"zero_point: expected the shape of scale {scale.shape}, got {zp.shape}"
-            )
-        if zp.size and (zp.min() < qmin or zp.max() > qmax):
-            raise ValueError(
-                f"zero_point: expected values in [{qmin}, {qmax}], got values in "
-                f"[{zp.min()}, {zp.max()}]"
-            )
-        zp = zp.astype(np.int32)
+        scale = _check_scale(self.scale)
+        zp = _check_zero_point(self.zero_point, scale.shape, qmin, qmax)
         if self.scheme == "symmetric" and np.any(zp != symmetric_zero_point(bits, signed)):
             raise ValueError(
                 f"zero_point: a symmetric scheme needs zero point "
                 f"{symmetric_zero_point(bits, signed)}, got {np.unique(zp).tolist()}"
             )
-        if scale.ndim == 1 and axis is None:
-            raise ValueError(
-                f"axis: per-channel parameters (scale of shape {scale.shape}) need a "
-                "channel axis, got None"
-            )
-        if scale.ndim == 0 and axis is not None:
-            raise ValueError(
-                f"axis: per-tensor parameters (scalar scale) take axis=None, got {self.axis}"
-            )
-        # The extreme grid points must be finite float32 values, so dequantize can never
-        # produce inf.
-        widest = np.maximum(qmax - zp.astype(np.int64), zp.astype(np.int64) - qmin)
-        if np.any(scale.astype(np.float64) * widest > _FLOAT32_MAX):
-            raise ValueError(
-                "scale: the grid scale * (q - zero_point) overflows float32 for q in "
-                f"[{qmin}, {qmax}]; got scale up to {scale.max()!r}"
-            )
+        axis = _check_axis_for(self.axis, scale)
+        _check_grid_is_finite(scale, zp, qmin, qmax)
         scale.setflags(write=False)
         zp.setflags(write=False)
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "zero_point", zp)
-        object.__setattr__(self, "qmin", qmin)
-        object.__setattr__(self, "qmax", qmax)
-        object.__setattr__(self, "bits", bits)
-        object.__setattr__(self, "signed", signed)
-        object.__setattr__(self, "narrow_range", narrow)
-        object.__setattr__(self, "axis", axis)
+        fields = dict(scale=scale, zero_point=zp, qmin=qmin, qmax=qmax, bits=bits, signed=signed,
+                      narrow_range=narrow, axis=axis)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     @property
     def dtype(self) -> np.dtype:
@@ -333,6 +351,73 @@ def _range_arrays(min_val, max_val, axis) -> tuple[np.ndarray, np.ndarray]:
     return mn, mx
 
 
+def affine_qparams(min_val, max_val, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of an affine grid covering ``[min_val, max_val]`` (plain).
+
+    Formula (TensorFlow Lite activations; PyTorch ``MinMaxObserver``, per_tensor_affine)::
+
+        mn, mx     = min(min_val, 0), max(max_val, 0)        # real 0 exactly representable
+        scale      = (mx - mn) / (qmax - qmin)                # float64, stored as float32
+        zero_point = clamp(qmin - round_half_even(mn / scale), qmin, qmax)
+
+    ``mn / scale`` uses the stored float32 scale. A scale below float32's smallest normal
+    number (e.g. ``mn == mx == 0``) becomes 1.0 with zero point ``clamp(0, qmin, qmax)``
+    (onnxruntime's ``compute_scale_zp``).
+
+    Parameters
+    ----------
+    min_val, max_val : float or ndarray of float64
+        One range, or one per channel (same shapes).
+    qmin, qmax : int
+
+    Returns
+    -------
+    scale : ndarray of float32
+    zero_point : ndarray of int64
+        Both of ``min_val``'s shape.
+    """
+    mn, mx = np.minimum(min_val, 0.0), np.maximum(max_val, 0.0)
+    with np.errstate(over="ignore"):  # a range beyond float32 gives inf: the caller refuses it
+        scale64 = (mx - mn) / (qmax - qmin)
+        degenerate = scale64 < _FLOAT32_TINY
+        scale = np.where(degenerate, 1.0, scale64).astype(np.float32)
+    zero_point = np.where(degenerate, 0, qmin - np.round(mn / scale.astype(np.float64)))
+    return scale, np.clip(zero_point, qmin, qmax).astype(np.int64)
+
+
+def symmetric_qparams(min_val, max_val, qmin: int, qmax: int, zero_point: int = 0,
+                      convention: str = "tflite") -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of a symmetric grid covering ``[min_val, max_val]`` (plain).
+
+    Formula, with ``a = max(-min(min_val, 0), max(max_val, 0))``::
+
+        "tflite":  scale = a / (qmax - zero_point)        # max|w| / 127 for int8 weights
+        "pytorch": scale = a / ((qmax - qmin) / 2)        # a / 127.5 for full-range int8
+
+    (TensorFlow Lite's weight quantization; PyTorch's symmetric observers.) The zero point
+    is ``zero_point`` everywhere (0 signed, ``2**(bits-1)`` unsigned). A scale below
+    float32's smallest normal number becomes 1.0.
+
+    Parameters
+    ----------
+    min_val, max_val : float or ndarray of float64
+    qmin, qmax : int
+    zero_point : int
+    convention : {"tflite", "pytorch"}
+
+    Returns
+    -------
+    scale : ndarray of float32
+    zero_point : ndarray of int64
+    """
+    amax = np.maximum(-np.minimum(min_val, 0.0), np.maximum(max_val, 0.0))
+    levels = (qmax - zero_point) if convention == "tflite" else (qmax - qmin) / 2
+    scale64 = amax / levels
+    with np.errstate(over="ignore"):
+        scale = np.where(scale64 < _FLOAT32_TINY, 1.0, scale64).astype(np.float32)
+    return scale, np.full(scale.shape, zero_point, dtype=np.int64)
+
+
 def choose_qparams(
     min_val,
     max_val,
@@ -393,44 +478,24 @@ def choose_qparams(
     overflows; ``TypeError`` for non-numeric or non-bool arguments.
     """
     qmin, qmax = qrange(bits, signed, narrow_range)
-    symmetric = _check_bool(symmetric, "symmetric")
+    symmetric = check_bool(symmetric, "symmetric")
     if symmetric_convention not in _CONVENTIONS:
         raise ValueError(
             f"symmetric_convention: expected one of {_CONVENTIONS}, got {symmetric_convention!r}"
         )
-    axis = _check_axis(axis)
+    axis = check_axis(axis)
     mn, mx = _range_arrays(min_val, max_val, axis)
 
-    mn = np.minimum(mn, 0.0)
-    mx = np.maximum(mx, 0.0)
     if symmetric:
         z0 = symmetric_zero_point(bits, signed)
-        amax = np.maximum(-mn, mx)
-        levels = (qmax - z0) if symmetric_convention == "tflite" else (qmax - qmin) / 2
-        scale64 = amax / levels
+        scale, zero_point = symmetric_qparams(mn, mx, qmin, qmax, z0, symmetric_convention)
     else:
-        with np.errstate(over="ignore"):  # mx - mn may overflow float64: refused just below
-            scale64 = (mx - mn) / (qmax - qmin)
-    if not np.all(np.isfinite(scale64)) or np.any(scale64 > _FLOAT32_MAX):
-        raise ValueError(
-            f"min_val, max_val: range too wide for a float32 scale "
-            f"(min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
-        )
-
-    degenerate = scale64 < _FLOAT32_TINY
-    scale = np.where(degenerate, 1.0, scale64).astype(np.float32)
-    if symmetric:
-        zero_point = np.full(scale.shape, z0, dtype=np.int64)
-    else:
-        # mn / scale with the float32 scale that is stored, in float64.
-        zp = qmin - np.round(mn / scale.astype(np.float64))
-        zp = np.where(degenerate, 0, zp)
-        zero_point = np.clip(zp, qmin, qmax).astype(np.int64)
+        scale, zero_point = affine_qparams(mn, mx, qmin, qmax)
     grid_end = scale.astype(np.float64) * np.maximum(qmax - zero_point, zero_point - qmin)
-    if np.any(grid_end > _FLOAT32_MAX):
+    if not np.all(np.isfinite(scale)) or np.any(grid_end > _FLOAT32_MAX):
         raise ValueError(
-            f"min_val, max_val: range too wide: the grid's ends overflow float32 "
-            f"(min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
+            f"min_val, max_val: range too wide: the float32 scale or the grid's ends overflow "
+            f"float32 (min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
         )
     return QParams(
         scale=scale,
@@ -464,9 +529,9 @@ class QScheme:
 
     def __post_init__(self) -> None:
         qrange(self.bits, self.signed, self.narrow_range)  # checks bits, signed, narrow_range
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.per_channel, "per_channel")
-        _check_axis(self.channel_axis, "channel_axis", allow_none=False)
+        check_bool(self.symmetric, "symmetric")
+        check_bool(self.per_channel, "per_channel")
+        check_axis(self.channel_axis, "channel_axis", allow_none=False)
         if self.symmetric_convention not in _CONVENTIONS:
             raise ValueError(
                 f"symmetric_convention: expected one of {_CONVENTIONS}, "
