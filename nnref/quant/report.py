@@ -19,11 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnref._checks import as_float_array, as_int_array, check_int_in_range, describe
+from nnref._checks import as_float_array, as_int_array, check_finite, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
 from nnref.quant.convert import WEIGHT_ROUNDING
 from nnref.quant.ops import fake_quantize
+from nnref.quant.qat import prepare_qat
+from nnref.quant.qmodel import QuantizedMLP
 from nnref.quant.qparams import QScheme, get_scheme
 
 __all__ = [
@@ -112,9 +114,9 @@ class WeightErrorRow(NamedTuple):
     scale_max: float
 
 
-def _check_model(model) -> MLP:
+def _check_model(model, what: str = "an MLP") -> MLP:
     if not isinstance(model, MLP):
-        raise TypeError(f"model: expected an MLP, got {describe(model)}")
+        raise TypeError(f"model: expected {what}, got {describe(model)}")
     return model
 
 
@@ -157,7 +159,13 @@ class ActivationErrorRow(NamedTuple):
 
 def _float_trace(model: MLP, x: np.ndarray) -> list[np.ndarray]:
     """``[x, h_1, ..., logits]`` of the float model (``h_l`` after the activation)."""
-    h = model._check_x(x)
+    h = as_float_array(x, "x", ndim=2)
+    if h.shape[1] != model.in_features:
+        raise ValueError(f"x: expected {model.in_features} features per example (shape (batch, "
+                         f"{model.in_features})), got shape {h.shape}")
+    with np.errstate(over="ignore"):
+        h = h.astype(model.dtype, copy=False)
+    check_finite(h, f"x (as the model's {model.dtype})")
     out = [h]
     for k, layer in enumerate(model.layers):
         h = layer.forward(h)
@@ -180,8 +188,6 @@ def activation_error_report(model: MLP, x, weight_bits: int = 8, act_bits: int =
     :func:`quantization_error` over the whole batch; the error at layer l includes the
     error carried from the layers before it, i.e. it is the end-to-end error at that point.
     """
-    from nnref.quant.qat import prepare_qat  # here: qat imports this package's modules
-
     model = _check_model(model)
     qat = prepare_qat(model, weight_bits=weight_bits, act_bits=act_bits, weight_scheme=weight_scheme)
     qat.calibrate(x if calibration_x is None else calibration_x).eval()
@@ -286,7 +292,24 @@ class SizeBreakdown:
                 + self.activation_qparams)
 
 
-def model_size_bytes(model: MLP, precision: str, per_channel: bool = True) -> SizeBreakdown:
+def _layer_widths(model, precision, n_layers: int) -> tuple[str, list[tuple[str, int]]]:
+    """The precision label and one ``(kind, width)`` per layer."""
+    if precision is None:
+        if not isinstance(model, QuantizedMLP):
+            raise ValueError("precision: expected 'float32', 'float16', 'int2' ... 'int8' or one "
+                             "per layer, got None (only a QuantizedMLP knows its own widths)")
+        precision = [f"int{b}" for b in model.weight_bits_per_layer]
+    if not isinstance(precision, (list, tuple)):
+        return precision, [parse_precision(precision)] * n_layers  # refuses a non-str
+    if len(precision) != n_layers:
+        raise ValueError(f"precision: expected {n_layers} precisions (one per layer), got {len(precision)}")
+    widths = [parse_precision(p) for p in precision]
+    if any(kind != "int" for kind, _ in widths) and len(set(precision)) > 1:
+        raise ValueError(f"precision: per-layer precisions must all be 'int2' ... 'int8', got {list(precision)}")
+    return ("/".join(precision) if len(set(precision)) > 1 else precision[0]), widths
+
+
+def model_size_bytes(model, precision=None, per_channel: bool | None = None) -> SizeBreakdown:
     """Bytes needed to store ``model``'s parameters at ``precision``, itemised.
 
     For Linear layers with ``W_l`` of shape ``(in_l, out_l)``, ``L`` layers:
@@ -299,29 +322,52 @@ def model_size_bytes(model: MLP, precision: str, per_channel: bool = True) -> Si
       (``per_channel``) or per tensor; activation parameters (a float32 scale and a zero
       point) for the input and each layer's output, ``1 + L`` tensors.
 
+    Parameters
+    ----------
+    model : MLP or QuantizedMLP
+    precision : str or list of str, optional
+        One precision for every layer, or one ``"int{b}"`` per layer (mixed widths,
+        labelled ``"int4/int8/int8"``). None: a :class:`QuantizedMLP`'s own widths.
+    per_channel : bool, optional
+        Default True, or a :class:`QuantizedMLP`'s own choice. Ignored for floats.
+
+    Returns
+    -------
+    SizeBreakdown
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``model``, ``precision`` or ``per_channel``.
+
+    Notes
+    -----
     The count is for ReLU models: a tanh, sigmoid or leaky-ReLU model converted by
     :func:`~nnref.quant.convert.quantize_model` also stores, per hidden layer, a 256-byte
     lookup table and the pre-activation scale and zero point (see
-    :meth:`~nnref.quant.convert.QuantizedMLP.size_bytes`).
-
-    Zero points are counted at 4 bytes (int32, as nnref's ``QParams`` holds them).
-    Engines differ: TensorFlow Lite's flatbuffer stores them as int64 (8 bytes), ONNX in
-    the quantized type (1 byte); either way it is a few hundred bytes. Requantization
-    multipliers are not counted: engines derive them from the scales when loading.
-    ``per_channel`` is ignored for float precisions.
+    :meth:`~nnref.quant.qmodel.QuantizedMLP.size_bytes`). Zero points are counted at 4
+    bytes (int32, as nnref's ``QParams`` holds them); TensorFlow Lite stores int64, ONNX
+    the quantized type. Requantization multipliers are not counted: engines derive them
+    from the scales when loading.
     """
-    model = _check_model(model)
-    kind, width = parse_precision(precision)
-    shapes = [lin.W.shape for lin in model.linears]
+    if isinstance(model, QuantizedMLP):
+        shapes = [layer.w_q.shape for layer in model.layers]
+        own = model.layers[0].w_qparams.per_channel
+    else:
+        shapes = [lin.W.shape for lin in _check_model(model, "an MLP or a QuantizedMLP").linears]
+        own = True
+    label, widths = _layer_widths(model, precision, len(shapes))
     n_bias = sum(s[1] for s in shapes)
-    if kind == "float":
-        return SizeBreakdown(precision, width * sum(a * b for a, b in shapes), width * n_bias, 0, 0, 0)
+    if widths[0][0] == "float":
+        width = widths[0][1]
+        return SizeBreakdown(label, width * sum(a * b for a, b in shapes), width * n_bias, 0, 0, 0)
+    per_channel = own if per_channel is None else per_channel
     if not isinstance(per_channel, (bool, np.bool_)):
         raise TypeError(f"per_channel: expected a bool, got {describe(per_channel)}")
     n_channels = sum(s[1] if per_channel else 1 for s in shapes)
     return SizeBreakdown(
-        precision,
-        weights=sum(packed_size_bytes(a * b, width) for a, b in shapes),
+        label,
+        weights=sum(packed_size_bytes(a * b, w) for (a, b), (_, w) in zip(shapes, widths)),
         biases=4 * n_bias,
         weight_scales=4 * n_channels,
         weight_zero_points=4 * n_channels,
