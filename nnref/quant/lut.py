@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnref._checks import check_nonnegative
 from nnref.quant.checks import check_act_qparams, check_choice
 from nnref.quant.ops import round_half_away
 from nnref.quant.qparams import QParams
@@ -74,7 +75,7 @@ def build_lut(activation: str, in_qparams: QParams, out_qparams: QParams, alpha:
     in_qparams, out_qparams : QParams
         Per-tensor int8.
     alpha : float
-        The leaky ReLU slope (ignored otherwise).
+        The leaky ReLU slope, finite and >= 0 (ignored otherwise).
 
     Returns
     -------
@@ -97,6 +98,7 @@ def build_lut(activation: str, in_qparams: QParams, out_qparams: QParams, alpha:
     check_choice(activation, "activation", LUT_ACTIVATIONS)
     check_act_qparams(in_qparams, "in_qparams")
     check_act_qparams(out_qparams, "out_qparams")
+    alpha = check_nonnegative(alpha, "alpha")
     q = np.arange(_QMIN, _QMAX + 1, dtype=np.int32)
     real = in_qparams.scale * (q - in_qparams.zero_point).astype(np.float32)  # float32
     with np.errstate(over="ignore"):  # exp(-real) may overflow to inf: sigmoid is then 0

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from nnref._checks import describe
+from nnref._checks import check_nonnegative, describe
 from nnref.quant.checks import (
     INT32_MAX,
     check_act_qparams,
@@ -195,7 +195,7 @@ class QuantizedLayer:
         self.in_qparams = check_act_qparams(in_qparams, "in_qparams")
         self.out_qparams = check_act_qparams(out_qparams, "out_qparams")
         self.pre_qparams, self.lut = _check_table(self.activation, pre_qparams, lut, alpha)
-        self.alpha = None if alpha is None else float(alpha)
+        self.alpha = None if alpha is None else check_nonnegative(alpha, "alpha")
         self.w_q, self.bias_q = _readonly(w_q), _readonly(bias_q)
         self.zp_in = int(self.in_qparams.zero_point)
         _check_accumulator_bound(f"{name}: w_q, bias_q", self.in_features, self.zp_in, self.w_q, self.bias_q)

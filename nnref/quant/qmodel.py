@@ -21,6 +21,7 @@ from nnref.quant.qparams import QParams
 
 __all__ = ["QuantizedMLP"]
 
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest float64 that rounds to float32 inf
 _BLOCK_VALUES = 2**17  # input values per row block (512 KiB of float32): cache-resident passes
 
 
@@ -140,6 +141,11 @@ class QuantizedMLP:
         x = as_float_array(x, "x", ndim=2)
         if x.shape[1] != self.in_features:
             raise ValueError(f"x: expected shape (B, {self.in_features}), got shape {x.shape}")
+        if x.dtype.itemsize > 4 and x.size:  # the input tensor is float32: refuse what becomes inf
+            big = float(np.abs(x).max())
+            if big >= _FLOAT32_OVERFLOW:
+                raise ValueError(f"x: values overflow float32, the model's input type (largest |value| "
+                                 f"{big:g}; float32 holds up to {float(np.finfo(np.float32).max):g})")
         return x
 
     # ------------------------------------------------------------------ inference

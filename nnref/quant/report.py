@@ -390,9 +390,16 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
     by default a column whose non-empty cells are all numbers is right-aligned, any
     other left-aligned. Every row must have ``len(headers)`` cells.
     """
+    for value, name in ((rows, "rows"), (headers, "headers")):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name}: expected a sequence, got {describe(value)}")
+    if not isinstance(floatfmt, str):
+        raise TypeError(f"floatfmt: expected a format string such as '.4g', got {describe(floatfmt)}")
     headers = [str(h) for h in headers]
     body = []
     for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+            raise TypeError(f"rows[{i}]: expected a sequence of cells, got {describe(row)}")
         row = list(row)
         if len(row) != len(headers):
             raise ValueError(f"rows[{i}]: expected {len(headers)} cells (one per header), "
