@@ -129,14 +129,20 @@ def quantize_weights(W, weight_scheme: str | QScheme = "tflite_int8_weights",
     fake-quantize with ``dequantize(*quantize_weights(W, scheme, bits))`` so the integer
     model sees exactly the weights training simulated.
 
-    Args:
-        W: (in, out) finite real array.
-        weight_scheme: a preset name or a :class:`QScheme`; must be symmetric and signed,
-            per tensor or per column (``channel_axis`` -1 or 1). Its ``bits`` is replaced
-            by ``bits``.
-        bits: weight bit width, 2..8 (stored one value per int8).
+    Parameters
+    ----------
+    W
+        (in, out) finite real array.
+    weight_scheme
+        a preset name or a :class:`QScheme`; must be symmetric and signed,
+        per tensor or per column (``channel_axis`` -1 or 1). Its ``bits`` is replaced
+        by ``bits``.
+    bits
+        weight bit width, 2..8 (stored one value per int8).
 
-    Returns:
+    Returns
+    -------
+    result
         ``(w_q, qparams)``: int8 (in, out) and the weights' ``QParams``.
     """
     scheme = check_weight_scheme(weight_scheme, bits)
@@ -168,16 +174,24 @@ def quantize_bias(b, input_scale, weight_scale) -> np.ndarray:
     :class:`QuantizedLayer` constructor then refuses the layer (its accumulator bound).
     Where the converter would use ``inv = 0`` for a zero scale, nnref raises.
 
-    Args:
-        b: (N,) finite real array.
-        input_scale: the input's scale, a number > 0.
-        weight_scale: a number or an (N,) array of per-channel weight scales, > 0.
+    Parameters
+    ----------
+    b
+        (N,) finite real array.
+    input_scale
+        the input's scale, a number > 0.
+    weight_scale
+        a number or an (N,) array of per-channel weight scales, > 0.
 
-    Returns:
+    Returns
+    -------
+    result
         (N,) int32.
 
-    Raises:
-        ValueError: scales <= 0; a scale product that underflows float32 to 0 or whose
+    Raises
+    ------
+    ValueError
+        scales <= 0; a scale product that underflows float32 to 0 or whose
         reciprocal overflows float32; shapes.
     """
     b = as_float_array(b, "b", ndim=1)

@@ -117,21 +117,28 @@ def quantize_multiplier(real: float | np.ndarray) -> tuple[int, int] | tuple[np.
     and ``M == 0`` gives ``(0, 0)``. The result is within half a unit of the last place:
     ``|m0 * 2**(shift - 31) - M| <= 2**(shift - 32)``.
 
-    Args:
-        real: a number or an array of numbers ``M >= 0`` (per-channel multipliers),
-            converted to float64 first (TensorFlow Lite computes in ``double``).
+    Parameters
+    ----------
+    real
+        a number or an array of numbers ``M >= 0`` (per-channel multipliers),
+        converted to float64 first (TensorFlow Lite computes in ``double``).
 
-    Returns:
+    Returns
+    -------
+    result
         ``(m0, shift)``: Python ints for a scalar ``real``, otherwise two int32 arrays of
         ``real``'s shape.
 
-    Raises:
-        ValueError: negative, NaN or infinite ``real``, or ``real >= 2**30 - 2**-2`` (the
-            shift would exceed 30, outside ``multiply_by_quantized_multiplier``'s range;
-            TensorFlow Lite's single-rounding build silently saturates such multipliers to
-            ``(2**31 - 1, 30)`` and its double-rounding build returns a shift whose
-            ``x * 2**shift`` overflows; nnref refuses them instead).
-        TypeError: non-numeric ``real``.
+    Raises
+    ------
+    ValueError
+        negative, NaN or infinite ``real``, or ``real >= 2**30 - 2**-2`` (the
+        shift would exceed 30, outside ``multiply_by_quantized_multiplier``'s range;
+        TensorFlow Lite's single-rounding build silently saturates such multipliers to
+        ``(2**31 - 1, 30)`` and its double-rounding build returns a shift whose
+        ``x * 2**shift`` overflows; nnref refuses them instead).
+    TypeError
+        non-numeric ``real``.
     """
     m = as_float_array(real, "real", dtype=np.float64, allow_empty=True)
     if np.any(m < 0):
@@ -326,10 +333,14 @@ def saturating_rounding_doubling_high_mul(a: IntLike, b: IntLike) -> np.int32 | 
     with truncation toward zero; the two forms are equal for every integer product.) Read
     ``b`` as the Q0.31 number ``b / 2**31``: the result is ``a`` times that, rounded.
 
-    Args:
-        a, b: int32 arrays (or ints in int32 range), broadcast together.
+    Parameters
+    ----------
+    a, b
+        int32 arrays (or ints in int32 range), broadcast together.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
     """
     a64 = _int_operand(a, "a", INT32_MIN, INT32_MAX, int32_only=True)
@@ -350,11 +361,16 @@ def rounding_divide_by_pot(x: IntLike, exponent: IntLike) -> np.int32 | np.ndarr
 
     which equals ``sign(x) * floor(|x| / 2**exponent + 1/2)``.
 
-    Args:
-        x: int32 array (or int in int32 range).
-        exponent: int or integer array in ``[0, 31]``, broadcast against ``x``.
+    Parameters
+    ----------
+    x
+        int32 array (or int in int32 range).
+    exponent
+        int or integer array in ``[0, 31]``, broadcast against ``x``.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
     """
     x64 = _int_operand(x, "x", INT32_MIN, INT32_MAX, int32_only=True)
@@ -391,23 +407,33 @@ def multiply_by_quantized_multiplier(
     Per-channel requantization passes ``m0`` and ``shift`` of shape ``(N,)``; numpy
     broadcasting applies them along the last axis of ``x`` of shape ``(..., N)``.
 
-    Args:
-        x: int32 array (or int in int32 range), e.g. int32 accumulators.
-        m0: int or integer array, each ``0`` or in ``[2**30, 2**31)``
-            (from :func:`quantize_multiplier`).
-        shift: int or integer array in ``[-31, 30]`` (TensorFlow Lite's DCHECKed range).
-        rounding: ``"single"`` or ``"double"``.
+    Parameters
+    ----------
+    x
+        int32 array (or int in int32 range), e.g. int32 accumulators.
+    m0
+        int or integer array, each ``0`` or in ``[2**30, 2**31)``
+        (from :func:`quantize_multiplier`).
+    shift
+        int or integer array in ``[-31, 30]`` (TensorFlow Lite's DCHECKed range).
+    rounding
+        ``"single"`` or ``"double"``.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
 
-    Raises:
-        ValueError: the result (single) or ``x * 2**max(shift, 0)`` (double) does not fit
-            int32. TensorFlow Lite assumes both never happen (a ``DCHECK`` in the
-            single-rounding kernel, undefined behaviour in the double-rounding one); nnref
-            checks and raises rather than saturating or wrapping. Neither can happen for
-            ``shift <= 0``, i.e. for any multiplier ``M < 1``.
-        TypeError: float arrays, or an ``x`` array whose dtype is not int32.
+    Raises
+    ------
+    ValueError
+        the result (single) or ``x * 2**max(shift, 0)`` (double) does not fit
+        int32. TensorFlow Lite assumes both never happen (a ``DCHECK`` in the
+        single-rounding kernel, undefined behaviour in the double-rounding one); nnref
+        checks and raises rather than saturating or wrapping. Neither can happen for
+        ``shift <= 0``, i.e. for any multiplier ``M < 1``.
+    TypeError
+        float arrays, or an ``x`` array whose dtype is not int32.
     """
     x64, m64, s64 = check_mbqm_operands(x, m0, shift, rounding)
     check_mbqm_fits(x64, m64, s64, rounding)

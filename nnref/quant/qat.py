@@ -362,16 +362,22 @@ class QATMLP(MLP):
         Weight-only QAT (``act_bits=None``) learned no activation grids: they are
         calibrated (min-max) on ``calibration_x``, which is then required.
 
-        Args:
-            calibration_x: (N, in_features) inputs, for weight-only QAT only.
-            requantization, rounding: as :func:`~nnref.quant.convert.quantize_model`.
+        Parameters
+        ----------
+        calibration_x
+            (N, in_features) inputs, for weight-only QAT only.
+        requantization, rounding
+            as :func:`~nnref.quant.convert.quantize_model`.
 
-        Raises:
-            RuntimeError: activation quantizers without a range yet (call :meth:`calibrate`
-                or train first).
-            ValueError: ``act_bits`` other than 8 or None (the integer model's activations
-                are int8); ``calibration_x`` None for weight-only QAT; what
-                ``quantize_model`` raises.
+        Raises
+        ------
+        RuntimeError
+            activation quantizers without a range yet (call :meth:`calibrate`
+            or train first).
+        ValueError
+            ``act_bits`` other than 8 or None (the integer model's activations
+            are int8); ``calibration_x`` None for weight-only QAT; what
+            ``quantize_model`` raises.
         """
         model = self.to_float()
         common = {"weight_scheme": self.weight_scheme, "bits": self.weight_bits,
@@ -426,20 +432,27 @@ def prepare_qat(model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
                 rounding: str = "half_away") -> QATMLP:
     """A :class:`QATMLP` for fine-tuning ``model`` (a trained float MLP; left untouched).
 
-    Args:
-        model: float32 or float64 ``MLP``; its weights and biases are copied.
-        weight_bits: 2..8. Weights are fake-quantized with ``weight_scheme`` at this width
-            (default TensorFlow Lite's: symmetric, narrow range ``[-(2**(b-1) - 1),
-            2**(b-1) - 1]``, one scale per output channel, ``scale = max|w| / qmax``).
-        act_bits: 2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
-            ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
-        weight_scheme: a ``QScheme`` or preset name (its ``bits`` is replaced by
-            ``weight_bits``) that the converter accepts: symmetric, signed, per tensor or
-            per output column (``channel_axis`` -1 or 1); anything else raises
-            ``ValueError`` here rather than after training.
-        averaging_constant: the observers' moving-average constant, in (0, 1].
-        rounding: ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
-            ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
+    Parameters
+    ----------
+    model
+        float32 or float64 ``MLP``; its weights and biases are copied.
+    weight_bits
+        2..8. Weights are fake-quantized with ``weight_scheme`` at this width
+        (default TensorFlow Lite's: symmetric, narrow range ``[-(2**(b-1) - 1),
+        2**(b-1) - 1]``, one scale per output channel, ``scale = max|w| / qmax``).
+    act_bits
+        2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
+        ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
+    weight_scheme
+        a ``QScheme`` or preset name (its ``bits`` is replaced by
+        ``weight_bits``) that the converter accepts: symmetric, signed, per tensor or
+        per output column (``channel_axis`` -1 or 1); anything else raises
+        ``ValueError`` here rather than after training.
+    averaging_constant
+        the observers' moving-average constant, in (0, 1].
+    rounding
+        ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
+        ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
 
     Activation ranges start empty: call ``calibrate(x)`` or let the first training step
     set them. Convert the trained model with :meth:`QATMLP.convert`.
