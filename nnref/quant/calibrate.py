@@ -55,6 +55,16 @@ class Calibration:
 
     def __repr__(self) -> str:
         def rng(o: Observer) -> str:  # per-channel observers: the widest channel range
+            """The observed range of one observer, as text.
+
+            Parameters
+            ----------
+            o : Observer
+
+            Returns
+            -------
+            str
+            """
             return f"[{float(np.min(o.min_val)):.4g}, {float(np.max(o.max_val)):.4g}]" if o.count else "[]"
 
         lines = [f"Calibration({type(self.input).__name__}, {self.input.count} input values)",

@@ -42,14 +42,48 @@ INT32_MAX = 2**31 - 1
 
 
 def check_choice(value, name: str, choices: tuple):
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError``.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+    choices : tuple
+
+    Returns
+    -------
+    object
+        ``value``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``.
+    """
     if not isinstance(value, (str, type(None))) or value not in choices:
         raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
     return value
 
 
 def check_quantized_array(x, name: str, dtypes=(INT8, UINT8), ndim: int | None = 2) -> np.ndarray:
-    """``x`` if it is an ndarray of one of ``dtypes`` with ``ndim`` axes (any if None)."""
+    """``x`` if it is an ndarray of one of ``dtypes`` with ``ndim`` axes (any if None).
+
+    Parameters
+    ----------
+    x : ndarray
+    name : str
+    dtypes : tuple of numpy.dtype
+    ndim : int or None
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name``.
+    """
     want = " or ".join(str(d) for d in dtypes)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array of dtype {want}, got {describe(x)}")
@@ -61,7 +95,22 @@ def check_quantized_array(x, name: str, dtypes=(INT8, UINT8), ndim: int | None =
 
 
 def check_integers(value, name: str) -> np.ndarray:
-    """An integer scalar (as a 0-d int64 array) or an integer ndarray; floats refused."""
+    """An integer scalar (as a 0-d int64 array) or an integer ndarray; floats refused.
+
+    Parameters
+    ----------
+    value : int or ndarray of int
+    name : str
+
+    Returns
+    -------
+    ndarray of int
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name``.
+    """
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu":
             raise TypeError(f"{name}: expected integers, got an array of dtype {value.dtype}")
@@ -75,7 +124,26 @@ def check_integers(value, name: str) -> np.ndarray:
 
 
 def check_zero_point(zp, name: str, dtype: np.dtype, length: int, what: str) -> np.ndarray:
-    """``zp`` as int64 of shape () or (length,), each value in ``dtype``'s range."""
+    """``zp`` as int64 of shape () or (length,), each value in ``dtype``'s range.
+
+    Parameters
+    ----------
+    zp : int or ndarray of int
+    name : str
+    dtype : numpy.dtype
+    length : int
+    what : str
+        How an array of ``length`` values is meant (for the message).
+
+    Returns
+    -------
+    ndarray of int64
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name``.
+    """
     arr = check_integers(zp, name)
     if arr.shape not in ((), (length,)):
         raise ValueError(f"{name}: expected a scalar or shape ({length},) ({what}), got shape {arr.shape}")
@@ -89,12 +157,31 @@ def check_zero_point(zp, name: str, dtype: np.dtype, length: int, what: str) -> 
 
 
 def max_abs(x: np.ndarray) -> int:
-    """``max |x|`` as a Python int (``np.abs(int8(-128))`` would wrap); 0 if empty."""
+    """``max |x|`` as a Python int (``np.abs(int8(-128))`` would wrap); 0 if empty.
+
+    Parameters
+    ----------
+    x : ndarray of int
+
+    Returns
+    -------
+    int
+    """
     return max(-int(x.min()), int(x.max())) if x.size else 0
 
 
 def max_centred(dtype: np.dtype, zp: np.ndarray) -> int:
-    """``max |v - z|`` over every value ``v`` of ``dtype`` and every zero point ``z``."""
+    """``max |v - z|`` over every value ``v`` of ``dtype`` and every zero point ``z``.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+    zp : ndarray of int
+
+    Returns
+    -------
+    int
+    """
     info = np.iinfo(dtype)
     if zp.size == 0:
         return max(-int(info.min), int(info.max))
@@ -105,6 +192,19 @@ def check_accumulator_bound(names: str, k: int, a_span: int, b_span: int, bias_m
     """Refuse, before computing, any shape whose worst case could overflow int32.
 
     ``K * a_span * b_span + bias_max`` bounds ``|sum_k (a - za)(b - zb) + bias|``.
+
+    Parameters
+    ----------
+    names : str
+    k : int
+    a_span, b_span : int
+        ``max |a - za|`` and ``max |b - zb|``.
+    bias_max : int
+
+    Raises
+    ------
+    ValueError
+        Naming ``names``, when ``k * a_span * b_span + bias_max > 2**31 - 1``.
     """
     worst = k * a_span * b_span + bias_max
     if worst > INT32_MAX:
@@ -120,6 +220,24 @@ def check_matmul_operands(a_q, b_q, a_zero_point, b_zero_point, names, dtypes=(I
 
     Returns ``(a, b, za, zb)`` with ``za`` shaped () or (B, 1) and ``zb`` () or (N,), so
     they broadcast against the (B, N) result.
+
+    Parameters
+    ----------
+    a_q, b_q : ndarray
+    a_zero_point, b_zero_point : int or ndarray of int
+    names : tuple of str
+    dtypes : tuple of numpy.dtype
+    bias_max : int
+
+    Returns
+    -------
+    tuple
+        ``(a, b, za, zb)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     a_name, b_name, za_name, zb_name = names
     a = check_quantized_array(a_q, a_name, dtypes)
@@ -137,7 +255,19 @@ def check_matmul_operands(a_q, b_q, a_zero_point, b_zero_point, names, dtypes=(I
 
 
 def check_per_channel(value, name: str, n: int) -> None:
-    """A scalar or an (n,) array: one value per output channel (the last axis)."""
+    """A scalar or an (n,) array: one value per output channel (the last axis).
+
+    Parameters
+    ----------
+    value : int or ndarray
+    name : str
+    n : int
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``.
+    """
     if isinstance(value, np.ndarray) and value.shape not in ((), (n,)):
         raise ValueError(
             f"{name}: expected a scalar or shape ({n},) (one per output channel, the last axis), "
@@ -146,7 +276,21 @@ def check_per_channel(value, name: str, n: int) -> None:
 
 
 def check_output_range(out_zero_point, act_min, act_max) -> tuple[int, int, int]:
-    """int8 ``out_zero_point``, ``act_min <= act_max``, all in [-128, 127], as ints."""
+    """int8 ``out_zero_point``, ``act_min <= act_max``, all in [-128, 127], as ints.
+
+    Parameters
+    ----------
+    out_zero_point, act_min, act_max : int
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
     zp = check_int_in_range(out_zero_point, "out_zero_point", -128, 127)
     lo = check_int_in_range(act_min, "act_min", -128, 127)
     hi = check_int_in_range(act_max, "act_max", -128, 127)
@@ -156,7 +300,22 @@ def check_output_range(out_zero_point, act_min, act_max) -> tuple[int, int, int]
 
 
 def check_float32_scale(value, name: str) -> np.float32:
-    """A real number that is finite and > 0 as float32, returned as float32."""
+    """A real number that is finite and > 0 as float32, returned as float32.
+
+    Parameters
+    ----------
+    value : float
+    name : str
+
+    Returns
+    -------
+    numpy.float32
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name``.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
         raise TypeError(f"{name}: expected a real number, got {describe(value)}")
     with np.errstate(over="ignore"):
@@ -167,7 +326,22 @@ def check_float32_scale(value, name: str) -> np.float32:
 
 
 def check_act_qparams(qp, name: str) -> QParams:
-    """Per-tensor signed int8 parameters with ``q`` in [-128, 127] (an activation grid)."""
+    """Per-tensor signed int8 parameters with ``q`` in [-128, 127] (an activation grid).
+
+    Parameters
+    ----------
+    qp : QParams
+    name : str
+
+    Returns
+    -------
+    QParams
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name``.
+    """
     if not isinstance(qp, QParams):
         raise TypeError(f"{name}: expected a QParams, got {describe(qp)}")
     if qp.per_channel or (qp.qmin, qp.qmax, qp.bits) != (-128, 127, 8) or not qp.signed:

@@ -287,6 +287,11 @@ def check_mbqm_operands(x, m0, shift, rounding: str) -> tuple[np.ndarray, np.nda
     ------
     TypeError, ValueError
         As :func:`multiply_by_quantized_multiplier`.
+
+    Parameters
+    ----------
+    x, m0, shift : int or ndarray of int
+    rounding : {"single", "double"}
     """
     x64 = _int_operand(x, "x", INT32_MIN, INT32_MAX, int32_only=True)
     m64 = _check_m0(m0)
@@ -308,6 +313,12 @@ def check_mbqm_fits(x: np.ndarray, m0: np.ndarray, shift: np.ndarray, rounding: 
     ValueError
         Naming ``x``; TensorFlow Lite assumes both never happen (a ``DCHECK``, or
         undefined behaviour in C++).
+
+    Parameters
+    ----------
+    x, m0, shift : ndarray of int64
+        As returned by :func:`check_mbqm_operands`.
+    rounding : {"single", "double"}
     """
     if not np.any(shift > 0):
         return

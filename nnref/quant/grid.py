@@ -47,14 +47,45 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_bool(value, name: str) -> bool:
-    """Return ``value`` as a bool if it is one, else raise ``TypeError`` naming ``name``."""
+    """Return ``value`` as a bool if it is one, else raise ``TypeError`` naming ``name``.
+
+    Parameters
+    ----------
+    value : bool
+    name : str
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    TypeError
+        Naming ``name``.
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a bool, got {describe(value)}")
     return bool(value)
 
 
 def check_axis(axis, name: str = "axis", allow_none: bool = True) -> int | None:
-    """An axis is an int (negative counts from the end), or None where allowed."""
+    """An axis is an int (negative counts from the end), or None where allowed.
+
+    Parameters
+    ----------
+    axis : int or None
+    name : str
+    allow_none : bool
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    TypeError
+        Naming ``name``.
+    """
     if axis is None and allow_none:
         return None
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
@@ -76,6 +107,23 @@ def qrange(bits: int, signed: bool = True, narrow_range: bool = False) -> tuple[
 
     ``bits`` must be an int in [2, 16]: the storage dtypes are 8- and 16-bit integers
     (see ``QParams.dtype``).
+
+    Parameters
+    ----------
+    bits : int
+        2..16.
+    signed : bool
+    narrow_range : bool
+
+    Returns
+    -------
+    tuple of int
+        ``(qmin, qmax)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
     signed = check_bool(signed, "signed")
@@ -93,6 +141,15 @@ def symmetric_zero_point(bits: int, signed: bool) -> int:
     An unsigned symmetric grid is the signed one shifted up by ``2**(bits-1)`` (128 for
     uint8), as PyTorch's observers (``quint8`` symmetric: zero point 128) and onnxruntime's
     ``compute_scale_zp`` (``round((qmin + qmax) / 2)``) both choose.
+
+    Parameters
+    ----------
+    bits : int
+    signed : bool
+
+    Returns
+    -------
+    int
     """
     bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
     return 0 if check_bool(signed, "signed") else 2 ** (bits - 1)
@@ -249,6 +306,19 @@ class QParams:
         for a weight matrix of shape ``(in, C)`` with ``axis=1`` or ``-1``. Raises
         ``ValueError`` naming ``axis`` if the axis is out of range for ``x_shape`` or if
         ``x_shape[axis] != C`` (numpy would otherwise broadcast a wrong shape silently).
+
+        Parameters
+        ----------
+        x_shape : tuple of int
+
+        Returns
+        -------
+        tuple of int
+
+        Raises
+        ------
+        ValueError
+            Naming ``axis``.
         """
         x_shape = tuple(int(n) for n in x_shape)
         if not self.per_channel:
@@ -270,12 +340,37 @@ class QParams:
         return tuple(shape)
 
     def params_for(self, x_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """``(scale, zero_point)`` reshaped to ``broadcast_shape(x_shape)`` (read-only views)."""
+        """``(scale, zero_point)`` reshaped to ``broadcast_shape(x_shape)`` (read-only views).
+
+        Parameters
+        ----------
+        x_shape : tuple of int
+
+        Returns
+        -------
+        scale : ndarray of float32
+        zero_point : ndarray of int32
+        """
         shape = self.broadcast_shape(x_shape)
         return self.scale.reshape(shape), self.zero_point.reshape(shape)
 
     def channel(self, c: int) -> QParams:
-        """The per-tensor parameters of channel ``c`` of per-channel parameters."""
+        """The per-tensor parameters of channel ``c`` of per-channel parameters.
+
+        Parameters
+        ----------
+        c : int
+            A channel index (negative counts from the end).
+
+        Returns
+        -------
+        QParams
+
+        Raises
+        ------
+        ValueError
+            Per-tensor parameters, or ``c`` out of range.
+        """
         if not self.per_channel:
             raise ValueError("c: channel() needs per-channel parameters, these are per tensor")
         c = check_int_in_range(c, "c", -self.num_channels, self.num_channels - 1)

@@ -53,6 +53,15 @@ def round_half_even(x) -> np.ndarray:
     PyTorch (``torch.round``, its observers and fake-quant kernels). Exact (no arithmetic
     besides the rounding). Returns a float array of ``x``'s float dtype (float64 for
     integer input); NaN and inf pass through unchanged.
+
+    Parameters
+    ----------
+    x : array_like of real
+
+    Returns
+    -------
+    ndarray of float
+        ``x``'s float dtype (float64 for integer input).
     """
     x = as_float_array(x, "x", finite=False, allow_empty=True)
     return np.rint(x)
@@ -66,6 +75,15 @@ def round_half_away(x) -> np.ndarray:
     ``|x| - f`` is exact in binary floating point, unlike the common ``floor(x + 0.5)``,
     which rounds 0.49999999999999994 up to 1. Returns a float array of ``x``'s float dtype
     (float64 for integer input); NaN and inf pass through unchanged.
+
+    Parameters
+    ----------
+    x : array_like of real
+
+    Returns
+    -------
+    ndarray of float
+        ``x``'s float dtype (float64 for integer input).
     """
     x = as_float_array(x, "x", finite=False, allow_empty=True)
     a = np.abs(x)
@@ -76,14 +94,42 @@ def round_half_away(x) -> np.ndarray:
 
 
 def check_rounding(rounding) -> str:
-    """Return ``rounding`` if it is one of :data:`ROUNDING_MODES`, else raise ``ValueError``."""
+    """Return ``rounding`` if it is one of :data:`ROUNDING_MODES`, else raise ``ValueError``.
+
+    Parameters
+    ----------
+    rounding : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        Naming ``rounding``.
+    """
     if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
         raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
     return rounding
 
 
 def check_qparams(qparams) -> QParams:
-    """Return ``qparams`` if it is a :class:`QParams`, else raise ``TypeError``."""
+    """Return ``qparams`` if it is a :class:`QParams`, else raise ``TypeError``.
+
+    Parameters
+    ----------
+    qparams : QParams
+
+    Returns
+    -------
+    QParams
+
+    Raises
+    ------
+    TypeError
+        Naming ``qparams``.
+    """
     if not isinstance(qparams, QParams):
         raise TypeError(f"qparams: expected a QParams, got {describe(qparams)}")
     return qparams
@@ -371,6 +417,23 @@ def fake_quantize_with_mask(
     ``..._per_channel_affine`` forward and backward mask; PyTorch's forward multiplies by
     ``1 / scale`` where nnref divides (as :func:`quantize`), so the two can differ by one
     step at near-ties.
+
+    Parameters
+    ----------
+    x : array_like of float
+        Finite.
+    qparams : QParams
+    rounding : {"half_even", "half_away"}
+
+    Returns
+    -------
+    out : ndarray of ``x``'s float dtype
+    mask : ndarray of bool, ``x``'s shape
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`quantize`.
     """
     x, pos = _grid_position(x, qparams, rounding)
     mask = np.asarray((pos >= qparams.qmin) & (pos <= qparams.qmax))
@@ -384,6 +447,22 @@ def fake_quantize(x, qparams: QParams, rounding: str = "half_even") -> np.ndarra
 
     Used in quantization-aware training so the float forward pass sees exactly the values
     the integer model will (Jacob et al. 2018, section 3; PyTorch's FakeQuantize).
+
+    Parameters
+    ----------
+    x : array_like of float
+        Finite.
+    qparams : QParams
+    rounding : {"half_even", "half_away"}
+
+    Returns
+    -------
+    ndarray of ``x``'s float dtype
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`quantize`.
     """
     return fake_quantize_with_mask(x, qparams, rounding)[0]
 
@@ -395,6 +474,22 @@ def fake_quantize_backward(grad_out, mask) -> np.ndarray:
     ``grad_out``, dtype bool). Rounding has derivative 0 almost everywhere; the STE treats
     it as the identity inside the range and the clamp's derivative (0) outside it, as
     PyTorch's fake-quant backward does.
+
+    Parameters
+    ----------
+    grad_out : array_like of float
+        Finite.
+    mask : ndarray of bool
+        ``grad_out``'s shape.
+
+    Returns
+    -------
+    ndarray of ``grad_out``'s float dtype
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``grad_out`` or ``mask``.
     """
     grad_out = as_float_array(grad_out, "grad_out", allow_empty=True)
     mask = np.asarray(mask)
@@ -413,6 +508,11 @@ class FakeQuantize(Layer):
     kept in ``self.mask``). ``qparams`` may be replaced between steps (quantization-aware
     training refreshes it from an observer); ``rounding`` is ``"half_even"`` (PyTorch,
     ONNX) or ``"half_away"`` (TensorFlow Lite). No parameters of its own.
+
+    Parameters
+    ----------
+    qparams : QParams
+    rounding : {"half_even", "half_away"}
     """
 
     def __init__(self, qparams: QParams, rounding: str = "half_even") -> None:
@@ -423,6 +523,13 @@ class FakeQuantize(Layer):
 
     @property
     def qparams(self) -> QParams:
+        """The grid fake quantization rounds onto.
+
+        Returns
+        -------
+        QParams
+            The current grid (assignable).
+        """
         return self._qparams
 
     @qparams.setter
@@ -430,10 +537,33 @@ class FakeQuantize(Layer):
         self._qparams = check_qparams(value)
 
     def forward(self, x) -> np.ndarray:
+        """Fake-quantize ``x`` and keep the in-range mask.
+
+        Parameters
+        ----------
+        x : array_like of float
+
+        Returns
+        -------
+        ndarray
+            ``fake_quantize(x, qparams, rounding)``; the mask is kept for :meth:`backward`.
+        """
         out, self.mask = fake_quantize_with_mask(x, self.qparams, self.rounding)
         return out
 
     def backward(self, grad_out) -> np.ndarray:
+        """The straight-through gradient.
+
+        Parameters
+        ----------
+        grad_out : ndarray of float
+            The shape of the last forward input.
+
+        Returns
+        -------
+        ndarray
+            ``grad_out`` where the last input was in range, else 0.
+        """
         grad_out = self._check_grad(grad_out, None if self.mask is None else self.mask.shape)
         return fake_quantize_backward(grad_out, self.mask)
 

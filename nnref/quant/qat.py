@@ -173,6 +173,18 @@ class QATMLP(MLP):
         self._pre_fqs: list[ActivationFakeQuantize | None] = []
 
         def act_fq(role: list, activation: str | None = None) -> list[Layer]:
+            """The fake-quant layer of one activation (none without ``act_bits``).
+
+            Parameters
+            ----------
+            role : list
+                Where to record the quantizer.
+            activation : str, optional
+
+            Returns
+            -------
+            list of Layer
+            """
             if self.act_bits is None:
                 return []
             if activation in FIXED_OUTPUT_ACTIVATIONS:
@@ -246,6 +258,16 @@ class QATMLP(MLP):
         With ``batch_size=None`` the whole of ``x`` is one batch, so each range is exactly
         the min-max range of that activation over ``x``; with batches the moving average
         runs over them in order. Weights are not touched.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (N, in_features)
+        batch_size : int, optional
+
+        Returns
+        -------
+        QATMLP
+            ``self``.
         """
         x = self._check_x(x)
         n = x.shape[0]
@@ -264,6 +286,15 @@ class QATMLP(MLP):
         ``observe``: move the activation ranges with this batch first. Default: only
         inside a training step (:meth:`loss_and_grads`) in training mode. ``True`` in eval
         mode is an error (the observers are frozen).
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+        observe : bool, optional
+
+        Returns
+        -------
+        ndarray, shape (B, n_outputs)
         """
         if observe is None:
             observe = self._step and self.training
@@ -284,7 +315,16 @@ class QATMLP(MLP):
         """The fake-quantized tensors the simulation produces, without moving any range:
         ``[h_0, h_1, ..., logits]`` (``h_0`` the quantized input, ``h_l`` layer l's output
         after its activation and fake quantization; pre-activations are not listed).
-        Needs ``act_bits``."""
+        Needs ``act_bits``.
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+
+        Returns
+        -------
+        list of ndarray
+        """
         if self.act_bits is None:
             raise ValueError("forward_trace: needs activation quantizers (act_bits is None)")
         outputs = {id(fq) for fq in self._output_fqs}
@@ -298,7 +338,19 @@ class QATMLP(MLP):
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
         """One training step: ``(loss, grads)``. In training mode this batch first moves
-        the activation ranges (see the class docstring)."""
+        the activation ranges (see the class docstring).
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+        labels : ndarray of int, shape (B,)
+        loss : str
+
+        Returns
+        -------
+        tuple
+            ``(loss, grads)``.
+        """
         self._step = True
         try:
             value, dlogits = self.loss(x, labels, loss)
@@ -308,7 +360,16 @@ class QATMLP(MLP):
 
     def backward(self, dlogits: np.ndarray) -> dict[str, np.ndarray]:
         """STE backpropagation through every layer down to the first Linear (the input
-        quantizer has no parameters and nothing below it needs a gradient)."""
+        quantizer has no parameters and nothing below it needs a gradient).
+
+        Parameters
+        ----------
+        dlogits : ndarray, shape (B, n_outputs)
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
         first = next(i for i, layer in enumerate(self.layers) if isinstance(layer, Linear))
         g = dlogits
         for i in range(len(self.layers) - 1, first - 1, -1):
@@ -325,6 +386,14 @@ class QATMLP(MLP):
 
         With ``fake_quantized=True`` the weights are instead ``FQ_w(W)``, the values the
         simulated forward multiplies by (activations are not quantized in the result).
+
+        Parameters
+        ----------
+        fake_quantized : bool
+
+        Returns
+        -------
+        MLP
         """
         model = MLP(self.layer_sizes, activation=self.activation, init=self.init, dtype=self.dtype)
         layers = []
@@ -407,6 +476,15 @@ class QATMLP(MLP):
         float model, which ``MLP.load`` reads and :func:`prepare_qat` wraps again. (The
         inherited ``MLP.load`` would build a ``QATMLP`` from layer sizes, which its
         constructor cannot take.)
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Raises
+        ------
+        TypeError
+            Always.
         """
         raise TypeError("QATMLP.load: QAT state is not saved; load the float model with "
                         "MLP.load(path) and call prepare_qat on it")

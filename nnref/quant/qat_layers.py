@@ -37,7 +37,21 @@ MAX_QAT_BITS = 8
 
 
 def check_qat_rounding(rounding) -> str:
-    """Return ``rounding`` if it is one of ``ROUNDING_MODES``, else raise ``ValueError``."""
+    """Return ``rounding`` if it is one of ``ROUNDING_MODES``, else raise ``ValueError``.
+
+    Parameters
+    ----------
+    rounding : str
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        Naming ``rounding``.
+    """
     if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
         raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
     return rounding
@@ -45,19 +59,54 @@ def check_qat_rounding(rounding) -> str:
 
 def straight_through(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``grad`` where ``mask``, else 0 (the STE): ``fake_quantize_backward`` without its finiteness
-    check, so that a diverged run's NaN gradient reaches ``fit`` (which records it)."""
+    check, so that a diverged run's NaN gradient reaches ``fit`` (which records it).
+
+    Parameters
+    ----------
+    grad : ndarray of float
+    mask : ndarray of bool
+
+    Returns
+    -------
+    ndarray of ``grad``'s dtype
+    """
     return np.where(mask, grad, np.zeros((), dtype=grad.dtype))
 
 
 def all_finite(a: np.ndarray) -> bool:
-    """True if every entry of ``a`` is finite (a sum first: fast when they are)."""
+    """True if every entry of ``a`` is finite (a sum first: fast when they are).
+
+    Parameters
+    ----------
+    a : ndarray of float
+
+    Returns
+    -------
+    bool
+    """
     return bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
 
 
 def check_qat_weight_scheme(weight_scheme, bits: int | None = None) -> QScheme:
     """The converter's own check (:func:`nnref.quant.convert.quantize_weights`): symmetric,
     signed, per tensor or per output column. Rejected here, before any training, rather
-    than at conversion."""
+    than at conversion.
+
+    Parameters
+    ----------
+    weight_scheme : str or QScheme
+    bits : int, optional
+        Replaces the scheme's width.
+
+    Returns
+    -------
+    QScheme
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
     scheme = get_scheme(weight_scheme)
     return check_weight_scheme(scheme, scheme.bits if bits is None else bits)
 
@@ -104,7 +153,19 @@ class QATLinear(Linear):
     @classmethod
     def from_linear(cls, linear: Linear, weight_scheme="tflite_int8_weights",
                     rounding: str = "half_away") -> "QATLinear":
-        """A QATLinear holding copies of ``linear``'s ``W`` and ``b``."""
+        """A QATLinear holding copies of ``linear``'s ``W`` and ``b``.
+
+        Parameters
+        ----------
+        linear : Linear
+        weight_scheme : str or QScheme
+        rounding : {"half_away", "half_even"}
+
+        Returns
+        -------
+        QATLinear
+            With copies of ``linear``'s parameters.
+        """
         if not isinstance(linear, Linear):
             raise TypeError(f"linear: expected a Linear layer, got {describe(linear)}")
         new = cls(linear.in_features, linear.out_features, weight_scheme, rounding,
@@ -122,6 +183,16 @@ class QATLinear(Linear):
         return W_fq, mask, qp
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x @ FQ_w(W) + b``, caching what the backward pass needs.
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+
+        Returns
+        -------
+        ndarray, shape (B, out_features)
+        """
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
@@ -134,7 +205,21 @@ class QATLinear(Linear):
         return y
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Store ``dW = (x^T g) * mask`` and ``db``; return ``g @ W_fq^T`` (or None)."""
+        """Store ``dW = (x^T g) * mask`` and ``db``; return ``g @ W_fq^T`` (or None).
+
+        Gradients with the straight-through estimator on the weights.
+
+        Parameters
+        ----------
+        grad_out : ndarray, shape (B, out_features)
+        input_grad : bool
+            Whether to return ``dL/dx``.
+
+        Returns
+        -------
+        ndarray or None
+            ``grad_out @ FQ_w(W)^T``, or None.
+        """
         x = self._x
         g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
         self.dW = straight_through(x.T @ g, self.weight_mask)
@@ -142,7 +227,19 @@ class QATLinear(Linear):
         return g @ self.W_fq.T if input_grad else None
 
     def per_example_grads(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``dW_i = outer(x_i, g_i) * mask`` (B, in, out) and ``db_i = g_i`` (B, out)."""
+        """``dW_i = outer(x_i, g_i) * mask`` (B, in, out) and ``db_i = g_i`` (B, out).
+
+        Per-example gradients of the weights (STE mask applied) and biases.
+
+        Parameters
+        ----------
+        grad_out : ndarray, shape (B, out_features)
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(dW (B, in, out), db (B, out))``.
+        """
         dW, db = super().per_example_grads(grad_out)
         return dW * self.weight_mask, db
 
@@ -183,6 +280,17 @@ class ActivationFakeQuantize(Layer):
         self.qparams = None
 
     def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
+        """Fake-quantize ``x`` on the current range (moving it first if ``observe``).
+
+        Parameters
+        ----------
+        x : ndarray of float
+        observe : bool
+
+        Returns
+        -------
+        ndarray
+        """
         if not all_finite(x):
             self.mask = np.ones(x.shape, dtype=bool)
             return x
@@ -198,6 +306,16 @@ class ActivationFakeQuantize(Layer):
         return out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """The straight-through gradient.
+
+        Parameters
+        ----------
+        grad_out : ndarray of float
+
+        Returns
+        -------
+        ndarray
+        """
         grad_out = self._check_grad(grad_out, None if self.mask is None else self.mask.shape)
         return straight_through(grad_out, self.mask)
 
@@ -221,6 +339,20 @@ def fixed_output_qparams(activation: str, bits: int = 8) -> QParams:
     top value left out. At 8 bits these are TensorFlow Lite's TANH (1/128, 0) and LOGISTIC
     (1/256, -128) output parameters, :data:`nnref.quant.convert.FIXED_OUTPUT_QPARAMS`
     (PyTorch's fixed parameters are the same intervals on its unsigned quint8 grid).
+
+    Parameters
+    ----------
+    activation : {"tanh", "sigmoid"}
+    bits : int
+
+    Returns
+    -------
+    QParams
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     if activation not in FIXED_OUTPUT_ACTIVATIONS:
         raise ValueError(f"activation: expected one of {FIXED_OUTPUT_ACTIVATIONS}, got {activation!r}")
@@ -258,6 +390,17 @@ class FixedQParamsFakeQuantize(ActivationFakeQuantize):
         """Nothing to forget: the grid is fixed."""
 
     def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
+        """Fake-quantize ``x`` on the fixed grid (``observe`` is ignored).
+
+        Parameters
+        ----------
+        x : ndarray of float
+        observe : bool
+
+        Returns
+        -------
+        ndarray
+        """
         if not all_finite(x):
             self.mask = np.ones(x.shape, dtype=bool)
             return x

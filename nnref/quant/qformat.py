@@ -35,7 +35,21 @@ _TABLE_ACTIVATIONS = ("tanh", "sigmoid", "leaky_relu")
 
 
 def check_path(path) -> str:
-    """``path`` as a str if it is a str or an ``os.PathLike``, else raise ``TypeError``."""
+    """``path`` as a str if it is a str or an ``os.PathLike``, else raise ``TypeError``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        Naming ``path``.
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike file path, got {describe(path)}")
     return os.fspath(path)
@@ -115,6 +129,16 @@ class _Entries:
         return self.arrays[key]
 
     def qparams(self, prefix: str) -> QParams:
+        """The :class:`QParams` stored under ``prefix``.
+
+        Parameters
+        ----------
+        prefix : str
+
+        Returns
+        -------
+        QParams
+        """
         meta = self(f"{prefix}.meta")
         if meta.dtype != np.int64 or meta.shape != (len(_QP_META),):
             raise ValueError(f"{prefix}.meta: expected {len(_QP_META)} int64 values {_QP_META}, got {describe(meta)}")
@@ -128,6 +152,16 @@ class _Entries:
                        axis=None if axis == _NO_AXIS else axis, scheme=str(self(f"{prefix}.scheme")))
 
     def alpha(self, key: str) -> float:
+        """A leaky ReLU slope: a finite float64 scalar >= 0.
+
+        Parameters
+        ----------
+        key : str
+
+        Returns
+        -------
+        float
+        """
         a = self(key)
         if a.shape != () or a.dtype != np.float64 or not np.isfinite(a) or a < 0:
             raise ValueError(f"entry {key!r}: expected a finite float64 scalar >= 0, got {describe(a)}")

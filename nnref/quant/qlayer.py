@@ -260,7 +260,22 @@ class QuantizedLayer:
 
     # ------------------------------------------------------------------ arithmetic
     def check_input(self, x_q, method: str = "auto") -> np.ndarray:
-        """Return ``x_q`` if it is a (B, K) int8 array and ``method`` is known, else raise."""
+        """Return ``x_q`` if it is a (B, K) int8 array and ``method`` is known, else raise.
+
+        Parameters
+        ----------
+        x_q : ndarray of int8, shape (B, K)
+        method : {"auto", "int"}
+
+        Returns
+        -------
+        ndarray of int8
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument.
+        """
         if not isinstance(x_q, np.ndarray) or x_q.dtype != np.int8:
             raise TypeError(f"x_q: expected an int8 array, got {describe(x_q)}")
         if x_q.ndim != 2 or x_q.shape[1] != self.in_features:
@@ -269,7 +284,22 @@ class QuantizedLayer:
         return x_q
 
     def forward(self, x_q: np.ndarray, method: str = "auto") -> np.ndarray:
-        """The layer's int8 output for int8 ``x_q`` (B, K), checked (see :meth:`apply`)."""
+        """The layer's int8 output for int8 ``x_q`` (B, K), checked (see :meth:`apply`).
+
+        Parameters
+        ----------
+        x_q : ndarray of int8, shape (B, K)
+        method : {"auto", "int"}
+
+        Returns
+        -------
+        ndarray of int8, shape (B, N)
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument.
+        """
         return self.apply(self.check_input(x_q, method), method)
 
     def apply(self, x_q: np.ndarray, method: str = "auto", x_exact: np.ndarray | None = None) -> np.ndarray:

@@ -241,6 +241,16 @@ class QuantizedMLP:
         buf = np.empty((2, min(step, x.shape[0]), x.shape[1]), dtype=np.float32)
 
         def run(rows: slice) -> np.ndarray:
+            """The int8 logits of one row block.
+
+            Parameters
+            ----------
+            rows : slice
+
+            Returns
+            -------
+            ndarray of int8
+            """
             xb = x[rows]
             v = quantize_half_away_into(xb, qp.scale, zp, -128, 127, buf[0, :len(xb)], buf[1, :len(xb)])
             if method == "auto" and first._blas_dtype == np.float32:
@@ -268,12 +278,33 @@ class QuantizedMLP:
         return np.argmax(self._logits(self._check_x(x), method), axis=1).astype(np.int64)
 
     def dequantized_logits(self, x, method: str | None = None) -> np.ndarray:
-        """``s_out * (logits_q - zp_out)`` as float32, shape (B, n_outputs)."""
+        """``s_out * (logits_q - zp_out)`` as float32, shape (B, n_outputs).
+
+        Parameters
+        ----------
+        x : array_like of float, shape (B, in_features)
+        method : {"auto", "int"} or None
+
+        Returns
+        -------
+        ndarray of float32, shape (B, n_outputs)
+        """
         method = self._resolve_method(method)
         return dequantize(self._logits(self._check_x(x), method), self.output_qparams)
 
     def accuracy(self, x, y, method: str | None = None) -> float:
-        """Fraction of examples whose predicted class equals the label ``y`` (B,) int."""
+        """Fraction of examples whose predicted class equals the label ``y`` (B,) int.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (B, in_features)
+        y : array_like of int, shape (B,)
+        method : {"auto", "int"} or None
+
+        Returns
+        -------
+        float
+        """
         pred = self.predict(x, method)
         labels = check_labels(y, pred.shape[0], self.n_outputs, "y")
         return float(np.mean(pred == labels))
@@ -287,6 +318,13 @@ class QuantizedMLP:
             ``float_accuracy``, ``int_accuracy``, ``agreement`` (same class), and
             ``max_logit_error``, ``mean_logit_error`` (``|float - dequantized int|``, logit
             units), ``n``.
+
+        Parameters
+        ----------
+        float_model : MLP
+            Of the same layer sizes.
+        x : array_like of float, shape (B, in_features)
+        y : array_like of int, shape (B,)
         """
         if not isinstance(float_model, MLP):
             raise TypeError(f"float_model: expected an nnref.mlp.MLP, got {describe(float_model)}")
@@ -331,6 +369,16 @@ class QuantizedMLP:
     def summary(self) -> str:
         """A table of the layers: shape, activation, grids, multipliers and clamp bounds."""
         def grid(qp: QParams) -> str:
+            """One grid as text.
+
+            Parameters
+            ----------
+            qp : QParams
+
+            Returns
+            -------
+            str
+            """
             return f"s={float(qp.scale):.4g} zp={int(qp.zero_point)}"
 
         lines = [repr(self), f"  input            {grid(self.input_qparams)}"]
@@ -352,6 +400,15 @@ class QuantizedMLP:
 
         Every stored array of every layer, the parameters of every grid, and the derived
         m0/shift/clamp bounds, which :meth:`load` recomputes and checks.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Raises
+        ------
+        TypeError
+            ``path`` not a path.
         """
         qformat.write_model(path, self)
 
@@ -369,6 +426,15 @@ class QuantizedMLP:
             not chain, stored m0/shift/clamp bounds that disagree with the stored scales, a
             lookup table that differs from the one :func:`build_lut` rebuilds, or a
             tanh/sigmoid output grid other than :data:`FIXED_OUTPUT_QPARAMS`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        method : {"auto", "int"}
+
+        Returns
+        -------
+        QuantizedMLP
         """
         record = qformat.read_model(path)
         try:

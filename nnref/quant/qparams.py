@@ -204,6 +204,22 @@ def choose_qparams(
     mismatched per-channel lengths, an axis given for scalar ranges (or missing for
     arrays), an unknown ``symmetric_convention``, or a range so wide that the float32 grid
     overflows; ``TypeError`` for non-numeric or non-bool arguments.
+
+    Parameters
+    ----------
+    min_val, max_val : float or array_like of float
+        Scalars (per tensor) or 1-D of length C (per channel).
+    bits : int
+    signed : bool
+    symmetric : bool
+    narrow_range : bool
+    axis : int or None
+        The channel axis (per channel only).
+    symmetric_convention : {"tflite", "pytorch"}
+
+    Returns
+    -------
+    QParams
     """
     qmin, qmax = qrange(bits, signed, narrow_range)
     symmetric = check_bool(symmetric, "symmetric")
@@ -281,13 +297,36 @@ class QScheme:
 
         Per channel, ``min_val``/``max_val`` are 1-D (one entry per channel) and the result
         records ``axis=channel_axis``; per tensor they are scalars.
+
+        Parameters
+        ----------
+        min_val, max_val : float or ndarray
+
+        Returns
+        -------
+        QParams
         """
         axis = self.channel_axis if self.per_channel else None
         return choose_qparams(min_val, max_val, axis=axis, **self.qparams_kwargs())
 
     def for_tensor(self, x) -> QParams:
         """Parameters covering the values of ``x``: its min and max, per channel along
-        ``channel_axis`` when ``per_channel`` (reducing over every other axis)."""
+        ``channel_axis`` when ``per_channel`` (reducing over every other axis).
+
+        Parameters
+        ----------
+        x : array_like of float
+            Finite.
+
+        Returns
+        -------
+        QParams
+
+        Raises
+        ------
+        ValueError
+            Naming ``x`` or ``channel_axis``.
+        """
         x = as_float_array(x, "x")
         if not self.per_channel:
             return self.choose(x.min(), x.max())
@@ -299,7 +338,16 @@ class QScheme:
         return self.choose(x.min(axis=others), x.max(axis=others))
 
     def with_bits(self, bits: int) -> QScheme:
-        """The same scheme at another bit width."""
+        """The same scheme at another bit width.
+
+        Parameters
+        ----------
+        bits : int
+
+        Returns
+        -------
+        QScheme
+        """
         return dataclasses.replace(self, bits=bits)
 
 
@@ -325,7 +373,21 @@ SCHEMES: dict[str, QScheme] = {
 
 
 def get_scheme(name_or_scheme: str | QScheme) -> QScheme:
-    """A ``QScheme`` given itself or one of the preset names in ``SCHEMES``."""
+    """A ``QScheme`` given itself or one of the preset names in ``SCHEMES``.
+
+    Parameters
+    ----------
+    name_or_scheme : str or QScheme
+
+    Returns
+    -------
+    QScheme
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``scheme``.
+    """
     if isinstance(name_or_scheme, QScheme):
         return name_or_scheme
     if not isinstance(name_or_scheme, str):

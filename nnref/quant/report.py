@@ -73,6 +73,20 @@ def quantization_error(reference, approx) -> QuantError:
     ``10 log10(S / N) + 20 log10(max|r| / max|e|)`` with ``S = sum((r / max|r|)**2)`` and
     ``N = sum((e / max|e|)**2)``, equal to the formula above but free of overflow and
     underflow for any finite input.
+
+    Parameters
+    ----------
+    reference, approx : array_like of real
+        Same shape, finite.
+
+    Returns
+    -------
+    QuantError
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     r = as_float_array(reference, "reference", dtype=np.float64)
     a = as_float_array(approx, "approx", dtype=np.float64)
@@ -133,6 +147,22 @@ def weight_error_report(model: MLP, scheme: str | QScheme, bits: int | None = No
     :func:`~nnref.quant.convert.quantize_model`; ``"half_even"`` gives PyTorch's. ``scheme`` is a ``QScheme`` or preset name (``"tflite_int8_weights"``,
     ...); ``bits`` (2..16), if given, replaces the scheme's width. Biases are not
     reported: they become int32 with a far finer grid. Rows are named ``W1, W2, ...``.
+
+    Parameters
+    ----------
+    model : MLP
+    scheme : str or QScheme
+    bits : int, optional
+    rounding : {"half_away", "half_even"}
+
+    Returns
+    -------
+    list of WeightErrorRow
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     model = _check_model(model)
     s = get_scheme(scheme)
@@ -187,6 +217,23 @@ def activation_error_report(model: MLP, x, weight_bits: int = 8, act_bits: int =
     activation) vs the simulation's fake-quantized ``h_l``. Each row is
     :func:`quantization_error` over the whole batch; the error at layer l includes the
     error carried from the layers before it, i.e. it is the end-to-end error at that point.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like of float, shape (B, in_features)
+    weight_bits, act_bits : int
+    weight_scheme : str or QScheme
+    calibration_x : array_like of float, optional
+
+    Returns
+    -------
+    list of ActivationErrorRow
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     model = _check_model(model)
     qat = prepare_qat(model, weight_bits=weight_bits, act_bits=act_bits, weight_scheme=weight_scheme)
@@ -214,6 +261,20 @@ def pack_int4(q) -> np.ndarray:
     layout of ONNX's INT4 tensors). An odd count leaves the last high nibble 0. Returns a
     1-D uint8 array of ``ceil(n / 2)`` bytes. Raises ``TypeError`` for a non-integer
     dtype and ``ValueError`` for values outside ``[-8, 7]``.
+
+    Parameters
+    ----------
+    q : array_like of int
+        Values in [-8, 7].
+
+    Returns
+    -------
+    ndarray of uint8
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     q = as_int_array(q, "q", allow_empty=True)
     if q.size and (q.min() < -8 or q.max() > 7):
@@ -233,6 +294,21 @@ def unpack_int4(packed, n: int) -> np.ndarray:
     ``u`` (sign extension). ``packed`` must be a 1-D uint8 array of exactly
     ``ceil(n / 2)`` bytes, and for odd ``n`` the unused last high nibble must be 0 (as
     ``pack_int4`` writes it): anything else is a mismatched length or a corrupt buffer.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8
+    n : int
+        The number of values.
+
+    Returns
+    -------
+    ndarray of int8, shape (n,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     packed = as_int_array(packed, "packed", dtype=np.uint8, ndim=1, allow_empty=True)
     n = check_int_in_range(n, "n", 0, 2**62)
@@ -252,7 +328,18 @@ def unpack_int4(packed, n: int) -> np.ndarray:
 
 
 def packed_size_bytes(n: int, bits: int) -> int:
-    """Bytes to store ``n`` values of ``bits`` bits each, packed: ``ceil(n * bits / 8)``."""
+    """Bytes to store ``n`` values of ``bits`` bits each, packed: ``ceil(n * bits / 8)``.
+
+    Parameters
+    ----------
+    n : int
+    bits : int
+
+    Returns
+    -------
+    int
+        ``ceil(n * bits / 8)``.
+    """
     n = check_int_in_range(n, "n", 0, 2**62)
     bits = check_int_in_range(bits, "bits", 1, 64)
     return (n * bits + 7) // 8
@@ -264,7 +351,22 @@ _FLOAT_BYTES = {"float32": 4, "float16": 2}
 
 def parse_precision(precision: str) -> tuple[str, int]:
     """``("float", bytes)`` for ``"float32"``/``"float16"``, ``("int", bits)`` for
-    ``"int2"`` ... ``"int8"``."""
+    ``"int2"`` ... ``"int8"``.
+
+    Parameters
+    ----------
+    precision : str
+
+    Returns
+    -------
+    tuple
+        ``(kind, width)``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``precision``.
+    """
     if isinstance(precision, str):
         if precision in _FLOAT_BYTES:
             return "float", _FLOAT_BYTES[precision]
@@ -389,6 +491,22 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
     ``format(v, floatfmt)``. ``align`` is a string of ``"l"``/``"r"``, one per column;
     by default a column whose non-empty cells are all numbers is right-aligned, any
     other left-aligned. Every row must have ``len(headers)`` cells.
+
+    Parameters
+    ----------
+    rows : sequence of sequence
+    headers : sequence of str
+    floatfmt : str
+    align : str, optional
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     for value, name in ((rows, "rows"), (headers, "headers")):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -415,6 +533,16 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
                          f"got {align!r}")
 
     def cell(v) -> str:
+        """One cell as text.
+
+        Parameters
+        ----------
+        v : object
+
+        Returns
+        -------
+        str
+        """
         if v is None:
             return ""
         if isinstance(v, (float, np.floating)):
@@ -425,6 +553,16 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
     widths = [max([len(headers[j])] + [len(t[j]) for t in text]) for j in range(len(headers))]
 
     def line(cells) -> str:
+        """One row of cells, padded and joined.
+
+        Parameters
+        ----------
+        cells : list of str
+
+        Returns
+        -------
+        str
+        """
         parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
         return "  ".join(parts).rstrip()
 
