@@ -12,7 +12,7 @@ import numpy as np
 
 from nnref._checks import as_float_array, check_labels, describe
 from nnref.mlp import MLP
-from nnref.quant import qformat
+from nnref.quant.qformat import read_model, write_model
 from nnref.quant.checks import check_act_qparams, check_choice
 from nnref.quant.lut import FIXED_OUTPUT_QPARAMS, LUT_ACTIVATIONS, build_lut
 from nnref.quant.ops import dequantize, quantize_half_away_into, quantize_input_int8
@@ -410,7 +410,7 @@ class QuantizedMLP:
         TypeError
             ``path`` not a path.
         """
-        qformat.write_model(path, self)
+        write_model(path, self)
 
     @classmethod
     def load(cls, path, method: str = "auto") -> QuantizedMLP:
@@ -436,7 +436,7 @@ class QuantizedMLP:
         -------
         QuantizedMLP
         """
-        record = qformat.read_model(path)
+        record = read_model(path)
         try:
             layers, in_qp = [], record["input_qparams"]
             for i, fields in enumerate(record["layers"]):
