@@ -129,3 +129,21 @@ def test_qat_convert_uses_its_learned_preactivation_grids_without_calibration(da
     q = qat.convert()  # no calibration inputs, no placeholder batch
     assert q.layers[0].pre_qparams == qat.preactivation_qparams[0]
     assert q.layers[0].out_qparams == qat.activation_qparams[1]
+
+
+@pytest.mark.parametrize("kw", [
+    dict(activation="tanh"), dict(activation="sigmoid"), dict(requantization="float"),
+    dict(rounding="double"), dict(sizes=[1100, 5, 3]),  # K > 1032: the float64 product
+], ids=["tanh", "sigmoid", "float", "double", "float64"])
+def test_fast_model_paths_equal_the_plain_integer_path(kw):
+    kw = dict(kw)
+    sizes = kw.pop("sizes", [12, 8, 6, 3])
+    model = MLP(sizes, activation=kw.pop("activation", "relu"), seed=1)
+    x = np.random.default_rng(1).normal(size=(50, sizes[0]))
+    q = quantize_model(model, x, **kw)
+    x_q = q.quantize_input(x)
+    plain = q.forward_int(x_q, method="int")
+    assert np.array_equal(q.forward_int(x_q, method="auto"), plain)
+    assert np.array_equal(q.forward_int(x_q, trace=True, method="int")[0], plain)
+    assert np.array_equal(q.predict(x, method="auto"), np.argmax(plain, axis=1))
+    assert np.array_equal(q.dequantized_logits(x, method="auto"), q.dequantized_logits(x, method="int"))

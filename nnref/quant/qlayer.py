@@ -33,10 +33,10 @@ from nnref.quant.kernels import (
     exact_float_dtype,
     fold_bias,
     linear_int8,
+    linear_int8_fast,
     matmul_centred,
     matmul_expanded,
     requantize_fixed_point,
-    requantize_fixed_point_inplace,
     requantize_float,
 )
 from nnref.quant.lut import LUT_ACTIVATIONS, lookup
@@ -324,7 +324,12 @@ class QuantizedLayer:
         if method == "auto" and self._w_blas is not None:
             if x_exact is None or x_exact.dtype != self._blas_dtype:
                 x_exact = x_q.astype(self._blas_dtype)
-            out = self._requantize_fast(accumulate_fast(x_exact, self._w_blas, self._folded_bias))
+            if self.requantization == "fixed_point":
+                out = linear_int8_fast(x_exact, self._w_blas, self._folded_bias, self._m0_64, self._shift_64,
+                                       self.zp_lin, self.act_min, self.act_max, self.rounding)
+            else:
+                acc = accumulate_fast(x_exact, self._w_blas, self._folded_bias).astype(np.int32)
+                out = requantize_float(acc, self.float_multiplier, self.zp_lin, self.act_min, self.act_max)
         elif self.requantization == "fixed_point":
             out = linear_int8(x_q, self.w_q, self.bias_q, self.zp_in, 0, self._m0_64, self._shift_64,
                               self.zp_lin, self.act_min, self.act_max, self.rounding)
@@ -332,13 +337,6 @@ class QuantizedLayer:
             acc = matmul_centred(x_q, self.w_q, self.zp_in, 0) + self.bias_q
             out = requantize_float(acc, self.float_multiplier, self.zp_lin, self.act_min, self.act_max)
         return out if self.lut is None else lookup(self.lut, out)
-
-    def _requantize_fast(self, acc: np.ndarray) -> np.ndarray:
-        if self.requantization == "float":
-            return requantize_float(acc.astype(np.int32), self.float_multiplier, self.zp_lin,
-                                    self.act_min, self.act_max)
-        return requantize_fixed_point_inplace(acc, self._m0_64, self._shift_64, self.zp_lin,
-                                              self.act_min, self.act_max, self.rounding)
 
     def trace(self, x_q: np.ndarray, method: str = "auto") -> dict[str, np.ndarray]:
         """Every integer intermediate of the layer, step by step (for teaching).
