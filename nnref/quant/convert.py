@@ -39,6 +39,7 @@ or ``"double"``). With ``requantization="float"`` the ``scaled`` step is instead
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -296,6 +297,38 @@ def _check_calibration_x(x, model: MLP):
     return x
 
 
+class _Checked(NamedTuple):
+    """``quantize_model``'s arguments, checked."""
+
+    activations: list
+    bits: list
+    scheme: QScheme
+    grids: list | None
+    pre_grids: list | None
+    x: np.ndarray | None
+    batch_size: int
+
+
+def _check_conversion(model, calibration_x, weight_scheme, activation_observer, bits, requantization,
+                      rounding, calibration_batch_size, activation_qparams, preactivation_qparams) -> _Checked:
+    """Every argument of :func:`quantize_model`, checked once, before any work."""
+    activations = _check_model(model)
+    n = len(activations)
+    layer_bits = _check_bits(bits, n)
+    scheme = check_weight_scheme(weight_scheme, layer_bits[0])
+    check_choice(requantization, "requantization", REQUANTIZATIONS)
+    check_choice(rounding, "rounding", ROUNDINGS)
+    if not callable(activation_observer):
+        raise TypeError(f"activation_observer: expected a factory of observers, got {describe(activation_observer)}")
+    batch_size = check_int_in_range(calibration_batch_size, "calibration_batch_size", 1, 2**62)
+    outputs = ["input"] + [f"out_{i}" for i in range(n)]
+    grids = _check_grid_list(activation_qparams, "activation_qparams", n + 1, outputs, [False] * (n + 1))
+    pre_grids = _check_grid_list(preactivation_qparams, "preactivation_qparams", n,
+                                 [f"pre_{i}" for i in range(n)], [True] * n)
+    x = _check_calibration_x(calibration_x, model)
+    return _Checked(activations, layer_bits, scheme, grids, pre_grids, x, batch_size)
+
+
 # --------------------------------------------------------------------------- conversion
 
 
@@ -397,25 +430,14 @@ def quantize_model(model: MLP, calibration_x, weight_scheme: str | QScheme = "tf
         named), unsupported layers, bad bit widths, schemes, grids or inputs; a bias or an
         int32 accumulator bound that cannot hold (the layer named).
     """
-    activations = _check_model(model)
-    n = len(activations)
-    layer_bits = _check_bits(bits, n)
-    scheme = check_weight_scheme(weight_scheme, layer_bits[0])
-    check_choice(requantization, "requantization", REQUANTIZATIONS)
-    check_choice(rounding, "rounding", ROUNDINGS)
-    if not callable(activation_observer):
-        raise TypeError(f"activation_observer: expected a factory of observers, got {describe(activation_observer)}")
-    batch_size = check_int_in_range(calibration_batch_size, "calibration_batch_size", 1, 2**62)
-    outputs = ["input"] + [f"out_{i}" for i in range(n)]
-    given = _check_grid_list(activation_qparams, "activation_qparams", n + 1, outputs, [False] * (n + 1))
-    given_pre = _check_grid_list(preactivation_qparams, "preactivation_qparams", n,
-                                 [f"pre_{i}" for i in range(n)], [True] * n)
-    x = _check_calibration_x(calibration_x, model)
-    grids, pre = _activation_grids(model, x, activations, given, given_pre, activation_observer, batch_size)
+    args = _check_conversion(model, calibration_x, weight_scheme, activation_observer, bits, requantization,
+                             rounding, calibration_batch_size, activation_qparams, preactivation_qparams)
+    grids, pre = _activation_grids(model, args.x, args.activations, args.grids, args.pre_grids,
+                                   activation_observer, args.batch_size)
     layers, in_qp = [], grids[0]
-    for i, (lin, (kind, alpha)) in enumerate(zip(model.linears, activations)):
+    for i, (lin, (kind, alpha)) in enumerate(zip(model.linears, args.activations)):
         layer = _convert_layer(i, lin, kind, alpha, in_qp, grids[i + 1], pre[i],
-                               scheme.with_bits(layer_bits[i]), requantization, rounding)
+                               args.scheme.with_bits(args.bits[i]), requantization, rounding)
         layers.append(layer)
         in_qp = layer.out_qparams
     return QuantizedMLP(layers, grids[0])
