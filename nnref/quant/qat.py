@@ -88,7 +88,6 @@ from nnref.quant.qat_layers import (
     check_qat_rounding,
     check_qat_weight_scheme,
     fixed_output_qparams,
-    straight_through,
 )
 from nnref.quant.qmodel import QuantizedMLP
 from nnref.quant.qparams import QParams
