@@ -51,8 +51,7 @@ from nnref.quant.ops import (
 )
 from nnref.quant.qparams import affine_qparams, choose_qparams, symmetric_qparams
 from strategies import int_arrays, int32_values, quant_settings, rounding_modes, seeds
-
-m0s = st.one_of(st.just(0), st.integers(2**30, 2**31 - 1))
+from strategies import quantized_multipliers as m0s
 
 
 def half_up(r: Fraction) -> int:
