@@ -77,9 +77,12 @@ def requantize_float(acc, multiplier, out_zero_point, act_min=-128, act_max=127,
     -------
     ndarray of ``dtype``, ``acc``'s shape
     """
-    v = acc.astype(np.float32) * multiplier
+    v = acc.astype(np.float32)
+    v *= multiplier  # float32 * float32
     np.clip(v, np.float32(act_min - out_zero_point), np.float32(act_max - out_zero_point), out=v)
-    return (np.rint(v).astype(np.int32) + out_zero_point).astype(dtype)
+    np.rint(v, out=v)
+    v += np.float32(out_zero_point)  # integers of at most 9 bits: exact in float32
+    return v.astype(dtype)
 
 
 def _check_onnx_shape(arr: np.ndarray, name: str, shapes: tuple) -> None:
