@@ -147,3 +147,12 @@ def test_fast_model_paths_equal_the_plain_integer_path(kw):
     assert np.array_equal(q.forward_int(x_q, trace=True, method="int")[0], plain)
     assert np.array_equal(q.predict(x, method="auto"), np.argmax(plain, axis=1))
     assert np.array_equal(q.dequantized_logits(x, method="auto"), q.dequantized_logits(x, method="int"))
+
+
+def test_compare_refuses_a_float_model_with_non_finite_parameters(data):
+    model, x = data
+    q = quantize_model(model, x)
+    bad = MLP([12, 8, 6, 3], seed=0)
+    bad.linears[2].b[1] = np.nan
+    with pytest.raises(ValueError, match="float_model: layer 2 parameter b"):
+        q.compare(bad, x, np.zeros(len(x), int))

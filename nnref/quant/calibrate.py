@@ -26,6 +26,7 @@ import numpy as np
 from nnref._checks import as_float_array, check_finite, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
+from nnref.quant.checks import check_finite_parameters
 from nnref.quant.observers import MinMaxObserver, Observer
 
 __all__ = ["Calibration", "calibrate"]
@@ -140,9 +141,7 @@ def calibrate(model: MLP, x, observer=MinMaxObserver, batch_size: int = 512) -> 
             f"{model.in_features})), got shape {x.shape}"
         )
     batch_size = check_int_in_range(batch_size, "batch_size", 1, 2**62)
-    for i, lin in enumerate(model.linears):  # else a NaN would surface as an activation's
-        check_finite(lin.W, f"model: layer {i} parameter W")
-        check_finite(lin.b, f"model: layer {i} parameter b")
+    check_finite_parameters(model)  # else a NaN would surface as an activation's
     with np.errstate(over="ignore"):
         x = x.astype(model.dtype, copy=False)
     check_finite(x, f"x (as the model's {model.dtype})")

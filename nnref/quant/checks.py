@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from nnref._checks import check_int_in_range, describe
+from nnref._checks import check_finite, check_int_in_range, describe
 from nnref.quant.qparams import QParams
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "check_output_range",
     "check_float32_scale",
     "check_act_qparams",
+    "check_finite_parameters",
 ]
 
 INT8 = np.dtype(np.int8)
@@ -347,3 +348,22 @@ def check_act_qparams(qp, name: str) -> QParams:
     if qp.per_channel or (qp.qmin, qp.qmax, qp.bits) != (-128, 127, 8) or not qp.signed:
         raise ValueError(f"{name}: expected per-tensor int8 parameters with q in [-128, 127], got {qp!r}")
     return qp
+
+
+def check_finite_parameters(model, name: str = "model") -> None:
+    """Refuse a float model with a NaN or infinite weight or bias, naming layer and parameter.
+
+    Parameters
+    ----------
+    model : MLP
+    name : str
+        How the message names the model.
+
+    Raises
+    ------
+    ValueError
+        ``"{name}: layer {i} parameter W: expected finite values, ..."``.
+    """
+    for i, lin in enumerate(model.linears):
+        check_finite(lin.W, f"{name}: layer {i} parameter W")
+        check_finite(lin.b, f"{name}: layer {i} parameter b")

@@ -47,7 +47,7 @@ from nnref._checks import as_float_array, check_finite, check_int_in_range, desc
 from nnref.layers import LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from nnref.mlp import MLP
 from nnref.quant.calibrate import calibrate
-from nnref.quant.checks import INT32_MAX, check_act_qparams, check_choice
+from nnref.quant.checks import INT32_MAX, check_act_qparams, check_choice, check_finite_parameters
 from nnref.quant.lut import FIXED_OUTPUT_QPARAMS, LUT_ACTIVATIONS, build_lut
 from nnref.quant.observers import MinMaxObserver
 from nnref.quant.ops import quantize, round_half_away
@@ -250,9 +250,7 @@ def _check_model(model) -> list[tuple[str, float]]:
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected an nnref.mlp.MLP, got {describe(model)}")
     activations = _layer_activations(model)
-    for i, lin in enumerate(model.linears):
-        for pname, value in (("W", lin.W), ("b", lin.b)):
-            check_finite(value, f"model: layer {i} parameter {pname}")
+    check_finite_parameters(model)
     return activations
 
 

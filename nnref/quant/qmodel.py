@@ -13,7 +13,7 @@ import numpy as np
 from nnref._checks import as_float_array, check_labels, describe
 from nnref.mlp import MLP
 from nnref.quant.qformat import read_model, write_model
-from nnref.quant.checks import check_act_qparams, check_choice
+from nnref.quant.checks import check_act_qparams, check_choice, check_finite_parameters
 from nnref.quant.lut import FIXED_OUTPUT_QPARAMS, LUT_ACTIVATIONS, build_lut
 from nnref.quant.ops import dequantize, quantize_half_away_into, quantize_input_int8
 from nnref.quant.qlayer import METHODS, QuantizedLayer
@@ -330,6 +330,7 @@ class QuantizedMLP:
             raise TypeError(f"float_model: expected an nnref.mlp.MLP, got {describe(float_model)}")
         if list(float_model.layer_sizes) != self.layer_sizes:
             raise ValueError(f"float_model: expected layer sizes {self.layer_sizes}, got {float_model.layer_sizes}")
+        check_finite_parameters(float_model, "float_model")
         x = self._check_x(x)
         labels = check_labels(y, x.shape[0], self.n_outputs, "y")
         logits_f = float_model.forward(x).astype(np.float64)
