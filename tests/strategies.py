@@ -68,3 +68,9 @@ def quant_settings(bits=bit_widths):
             "symmetric_convention": st.sampled_from(["tflite", "pytorch"]),
         }
     )
+
+
+# ---- Fixed-point multipliers (nnref.quant.fixed_point; appended with the plain formulas) ----
+
+#: A normalised Q0.31 mantissa from quantize_multiplier: 0 or in [2**30, 2**31).
+quantized_multipliers = st.one_of(st.just(0), st.integers(2**30, 2**31 - 1))

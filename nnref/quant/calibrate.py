@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, describe
+from nnref._checks import as_float_array, check_finite, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
+from nnref.quant.checks import check_finite_parameters
 from nnref.quant.observers import MinMaxObserver, Observer
 
 __all__ = ["Calibration", "calibrate"]
@@ -55,6 +56,16 @@ class Calibration:
 
     def __repr__(self) -> str:
         def rng(o: Observer) -> str:  # per-channel observers: the widest channel range
+            """The observed range of one observer, as text.
+
+            Parameters
+            ----------
+            o : Observer
+
+            Returns
+            -------
+            str
+            """
             return f"[{float(np.min(o.min_val)):.4g}, {float(np.max(o.max_val)):.4g}]" if o.count else "[]"
 
         lines = [f"Calibration({type(self.input).__name__}, {self.input.count} input values)",
@@ -89,27 +100,37 @@ def calibrate(model: MLP, x, observer=MinMaxObserver, batch_size: int = 512) -> 
                              h = act_l(z)  (the model's own activation layers; none last)
                              outputs[l].observe(h)
 
-    Args:
-        model: an :class:`~nnref.mlp.MLP` (its parameters are read, never changed; its
-            layers' forward caches are overwritten, as by ``model.forward``).
-        x: (N, in_features) finite real array, the calibration inputs (cast to the model's
-            dtype, as :meth:`MLP.forward` does).
-        observer: a zero-argument factory called once per tensor (``MinMaxObserver``,
-            ``lambda: MovingAverageMinMaxObserver(0.1)``, ...). Every call must return a
-            new :class:`~nnref.quant.observers.Observer`.
-        batch_size: rows per forward pass, an int >= 1. With min-max observers the result
-            does not depend on it (min and max are associative); with moving-average ones
-            it does (the average is over batches), as in PyTorch.
+    Parameters
+    ----------
+    model : MLP
+        Its parameters are read, never changed (they must be finite); its layers' forward
+        caches are overwritten, as by ``model.forward``.
+    x : array_like of float, shape (N, in_features)
+        Finite calibration inputs (cast to the model's dtype, as :meth:`MLP.forward` does;
+        values that overflow it are refused).
+    observer : callable
+        A zero-argument factory called once per tensor (``MinMaxObserver``,
+        ``lambda: MovingAverageMinMaxObserver(0.1)``, ...); every call must return a new
+        :class:`~nnref.quant.observers.Observer`.
+    batch_size : int
+        Rows per forward pass, >= 1. With min-max observers the result does not depend on
+        it (min and max are associative); with moving-average ones it does (the average is
+        over batches), as in PyTorch.
 
-    Returns:
-        A :class:`Calibration` with one input observer and ``len(model.linears)`` output and
-        pre-activation observers.
+    Returns
+    -------
+    Calibration
+        One input observer and ``len(model.linears)`` output and pre-activation observers.
 
-    Raises:
-        TypeError: ``model`` not an MLP, ``observer`` not a factory of observers, ``x`` not
-            numeric, ``batch_size`` not an int.
-        ValueError: ``x`` not 2-D, with the wrong number of features, empty or non-finite;
-            ``batch_size < 1``; NaN or inf reaching an observer (a diverged model).
+    Raises
+    ------
+    TypeError
+        ``model`` not an MLP, ``observer`` not a factory of observers, ``x`` not numeric,
+        ``batch_size`` not an int.
+    ValueError
+        ``x`` not 2-D, with the wrong number of features, empty, non-finite or overflowing
+        the model's dtype; a non-finite parameter (the layer and parameter named);
+        ``batch_size < 1``; NaN or inf reaching an observer.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected an nnref.mlp.MLP, got {describe(model)}")
@@ -120,7 +141,10 @@ def calibrate(model: MLP, x, observer=MinMaxObserver, batch_size: int = 512) -> 
             f"{model.in_features})), got shape {x.shape}"
         )
     batch_size = check_int_in_range(batch_size, "batch_size", 1, 2**62)
-    x = x.astype(model.dtype, copy=False)
+    check_finite_parameters(model)  # else a NaN would surface as an activation's
+    with np.errstate(over="ignore"):
+        x = x.astype(model.dtype, copy=False)
+    check_finite(x, f"x (as the model's {model.dtype})")
     n_layers = len(model.linears)
     cal = Calibration(
         input=_new_observer(observer),

@@ -34,6 +34,13 @@ __all__ = [
     "saturating_rounding_doubling_high_mul",
     "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier",
+    "srdhm",
+    "rdbpot",
+    "mbqm_single",
+    "mbqm_double",
+    "MBQM",
+    "check_mbqm_operands",
+    "check_mbqm_fits",
 ]
 
 INT32_MIN = -(2**31)
@@ -110,21 +117,28 @@ def quantize_multiplier(real: float | np.ndarray) -> tuple[int, int] | tuple[np.
     and ``M == 0`` gives ``(0, 0)``. The result is within half a unit of the last place:
     ``|m0 * 2**(shift - 31) - M| <= 2**(shift - 32)``.
 
-    Args:
-        real: a number or an array of numbers ``M >= 0`` (per-channel multipliers),
-            converted to float64 first (TensorFlow Lite computes in ``double``).
+    Parameters
+    ----------
+    real
+        a number or an array of numbers ``M >= 0`` (per-channel multipliers),
+        converted to float64 first (TensorFlow Lite computes in ``double``).
 
-    Returns:
+    Returns
+    -------
+    result
         ``(m0, shift)``: Python ints for a scalar ``real``, otherwise two int32 arrays of
         ``real``'s shape.
 
-    Raises:
-        ValueError: negative, NaN or infinite ``real``, or ``real >= 2**30 - 2**-2`` (the
-            shift would exceed 30, outside ``multiply_by_quantized_multiplier``'s range;
-            TensorFlow Lite's single-rounding build silently saturates such multipliers to
-            ``(2**31 - 1, 30)`` and its double-rounding build returns a shift whose
-            ``x * 2**shift`` overflows; nnref refuses them instead).
-        TypeError: non-numeric ``real``.
+    Raises
+    ------
+    ValueError
+        negative, NaN or infinite ``real``, or ``real >= 2**30 - 2**-2`` (the
+        shift would exceed 30, outside ``multiply_by_quantized_multiplier``'s range;
+        TensorFlow Lite's single-rounding build silently saturates such multipliers to
+        ``(2**31 - 1, 30)`` and its double-rounding build returns a shift whose
+        ``x * 2**shift`` overflows; nnref refuses them instead).
+    TypeError
+        non-numeric ``real``.
     """
     m = as_float_array(real, "real", dtype=np.float64, allow_empty=True)
     if np.any(m < 0):
@@ -149,24 +163,172 @@ def quantize_multiplier(real: float | np.ndarray) -> tuple[int, int] | tuple[np.
     return m0.astype(np.int32), e.astype(np.int32)
 
 
-# --------------------------------------------------------------------------- gemmlowp primitives
+# --------------------------------------------------------------------------- plain arithmetic
 
 
-def _srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ab = a * b  # |a * b| <= 2**62: exact in int64
-    nudge = np.where(ab >= 0, 2**30, 1 - 2**30)
-    s = ab + nudge  # |s| <= 2**62 + 2**30
-    # C++ integer division truncates toward zero; numpy's >> floors, so divide |s|.
-    high = np.where(s >= 0, s >> 31, -((-s) >> 31))
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)  # the only product whose result is 2**31
-    return np.where(overflow, INT32_MAX, high)
+def srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Saturating rounding doubling high multiply: ``a * b / 2**31``, rounded (plain).
+
+    Formula (gemmlowp ``SaturatingRoundingDoublingHighMul``, ``fixedpoint.h``; Jacob et
+    al. 2018, arXiv 1712.05877, section 2.2)::
+
+        SRDHM(a, b) = 2**31 - 1                        if a == b == -2**31
+                    = trunc((a * b + nudge) / 2**31)   nudge = 2**30 if a*b >= 0 else 1 - 2**30
+
+    i.e. round to nearest with ties toward +infinity.
+
+    Parameters
+    ----------
+    a, b : ndarray of int
+        Values in int32 range, broadcast together.
+
+    Returns
+    -------
+    ndarray of int64
+        In int32 range. No checks: :func:`saturating_rounding_doubling_high_mul` checks.
+    """
+    ab = np.multiply(a, b, dtype=np.int64)  # |a * b| <= 2**62: exact
+    s = ab + np.where(ab >= 0, 2**30, 1 - 2**30)
+    high = np.where(s >= 0, s >> 31, -((-s) >> 31))  # C++ division truncates toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
 
 
-def _rdbpot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+def rdbpot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """Rounding divide by a power of two: ``x / 2**exponent``, ties away from zero (plain).
+
+    Formula (gemmlowp ``RoundingDivideByPOT``, ``fixedpoint.h``), ``0 <= exponent <= 31``::
+
+        mask      = 2**exponent - 1
+        remainder = x & mask
+        threshold = (mask >> 1) + (1 if x < 0 else 0)
+        RDBPOT    = (x >> exponent) + (1 if remainder > threshold else 0)
+
+    Parameters
+    ----------
+    x : ndarray of int
+        Values in int32 range.
+    exponent : int or ndarray of int
+        In ``[0, 31]``, broadcast against ``x``.
+
+    Returns
+    -------
+    ndarray of int64
+    """
+    x = np.asarray(x, dtype=np.int64)
     mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask  # x mod 2**exponent, in [0, mask] (two's complement AND)
-    threshold = (mask >> 1) + (x < 0)  # ties: >= half for positives, > half for negatives
-    return (x >> exponent) + (remainder > threshold)
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
+def mbqm_single(x: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Multiply by the quantized multiplier ``m0 * 2**(shift - 31)``, one rounding (plain).
+
+    Formula (TensorFlow Lite ``MultiplyByQuantizedMultiplier`` with
+    ``TFLITE_SINGLE_ROUNDING``, ``kernels/internal/common.cc``)::
+
+        t    = 31 - shift                       # in [1, 62]
+        MBQM = (x * m0 + 2**(t - 1)) >> t       # in int64: round half toward +infinity
+
+    Parameters
+    ----------
+    x : ndarray of int
+        Values in int32 range (e.g. int32 accumulators).
+    m0 : int or ndarray of int
+        0 or in ``[2**30, 2**31)``; per-channel arrays apply along the last axis of ``x``.
+    shift : int or ndarray of int
+        In ``[-31, 30]``.
+
+    Returns
+    -------
+    ndarray of int64
+        In int32 range whenever ``shift <= 0``; :func:`multiply_by_quantized_multiplier`
+        checks the other cases.
+    """
+    t = 31 - np.asarray(shift, dtype=np.int64)
+    return (np.multiply(x, m0, dtype=np.int64) + (np.int64(1) << (t - 1))) >> t
+
+
+def mbqm_double(x: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Multiply by the quantized multiplier ``m0 * 2**(shift - 31)``, two roundings (plain).
+
+    Formula (gemmlowp; TensorFlow Lite ``MultiplyByQuantizedMultiplier`` without
+    ``TFLITE_SINGLE_ROUNDING``; Jacob et al. 2018, section 2.2)::
+
+        MBQM = RDBPOT(SRDHM(x * 2**max(shift, 0), m0), max(-shift, 0))
+
+    Parameters
+    ----------
+    x, m0, shift
+        As :func:`mbqm_single`; ``x * 2**max(shift, 0)`` must fit int32.
+
+    Returns
+    -------
+    ndarray of int64
+        In int32 range.
+    """
+    shift = np.asarray(shift, dtype=np.int64)
+    scaled = np.asarray(x, dtype=np.int64) << np.maximum(shift, 0)
+    return rdbpot(srdhm(scaled, m0), np.maximum(-shift, 0))
+
+
+MBQM = {"single": mbqm_single, "double": mbqm_double}
+"""The plain multiplier functions by rounding name."""
+
+
+def check_mbqm_operands(x, m0, shift, rounding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the arguments of :func:`multiply_by_quantized_multiplier`.
+
+    Returns
+    -------
+    tuple of ndarray of int64
+        ``x``, ``m0`` and ``shift``, broadcastable together.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`multiply_by_quantized_multiplier`.
+
+    Parameters
+    ----------
+    x, m0, shift : int or ndarray of int
+    rounding : {"single", "double"}
+    """
+    x64 = _int_operand(x, "x", INT32_MIN, INT32_MAX, int32_only=True)
+    m64 = _check_m0(m0)
+    s64 = _int_operand(shift, "shift", -31, 30, int32_only=False)
+    _broadcast_shape(x=x64, m0=m64, shift=s64)
+    if not isinstance(rounding, str) or rounding not in MBQM:
+        raise ValueError(f"rounding: expected one of {_ROUNDINGS}, got {rounding!r}")
+    return x64, m64, s64
+
+
+def check_mbqm_fits(x: np.ndarray, m0: np.ndarray, shift: np.ndarray, rounding: str) -> None:
+    """Refuse a multiplier application that does not fit int32.
+
+    Single rounding: the result must fit; double rounding: ``x * 2**max(shift, 0)`` must.
+    Neither can fail when every ``shift <= 0`` (a multiplier below 1).
+
+    Raises
+    ------
+    ValueError
+        Naming ``x``; TensorFlow Lite assumes both never happen (a ``DCHECK``, or
+        undefined behaviour in C++).
+
+    Parameters
+    ----------
+    x, m0, shift : ndarray of int64
+        As returned by :func:`check_mbqm_operands`.
+    rounding : {"single", "double"}
+    """
+    if not np.any(shift > 0):
+        return
+    r, what = (mbqm_single(x, m0, shift), "x * m0 * 2**(shift - 31)") if rounding == "single" else (
+        np.asarray(x, dtype=np.int64) << np.maximum(shift, 0), "x * 2**max(shift, 0)")
+    if r.size and (r.min() < INT32_MIN or r.max() > INT32_MAX):
+        raise ValueError(
+            f"x: {what} does not fit int32 (got values in [{r.min()}, {r.max()}]); "
+            "TensorFlow Lite assumes it does (a DCHECK, or undefined behaviour in C++)"
+        )
 
 
 def saturating_rounding_doubling_high_mul(a: IntLike, b: IntLike) -> np.int32 | np.ndarray:
@@ -182,16 +344,20 @@ def saturating_rounding_doubling_high_mul(a: IntLike, b: IntLike) -> np.int32 | 
     with truncation toward zero; the two forms are equal for every integer product.) Read
     ``b`` as the Q0.31 number ``b / 2**31``: the result is ``a`` times that, rounded.
 
-    Args:
-        a, b: int32 arrays (or ints in int32 range), broadcast together.
+    Parameters
+    ----------
+    a, b
+        int32 arrays (or ints in int32 range), broadcast together.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
     """
     a64 = _int_operand(a, "a", INT32_MIN, INT32_MAX, int32_only=True)
     b64 = _int_operand(b, "b", INT32_MIN, INT32_MAX, int32_only=True)
     _broadcast_shape(a=a64, b=b64)
-    return _as_int32_result(_srdhm(a64, b64))
+    return _as_int32_result(srdhm(a64, b64))
 
 
 def rounding_divide_by_pot(x: IntLike, exponent: IntLike) -> np.int32 | np.ndarray:
@@ -206,45 +372,25 @@ def rounding_divide_by_pot(x: IntLike, exponent: IntLike) -> np.int32 | np.ndarr
 
     which equals ``sign(x) * floor(|x| / 2**exponent + 1/2)``.
 
-    Args:
-        x: int32 array (or int in int32 range).
-        exponent: int or integer array in ``[0, 31]``, broadcast against ``x``.
+    Parameters
+    ----------
+    x
+        int32 array (or int in int32 range).
+    exponent
+        int or integer array in ``[0, 31]``, broadcast against ``x``.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
     """
     x64 = _int_operand(x, "x", INT32_MIN, INT32_MAX, int32_only=True)
     e64 = _int_operand(exponent, "exponent", 0, 31, int32_only=False)
     _broadcast_shape(x=x64, exponent=e64)
-    return _as_int32_result(_rdbpot(x64, e64))
+    return _as_int32_result(rdbpot(x64, e64))
 
 
 # --------------------------------------------------------------------------- multiplier application
-
-
-def _mbqm_single(x: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    t = 31 - shift  # total right shift, in [1, 62]
-    # |x * m0| <= 2**31 * (2**31 - 1) and the rounding term <= 2**61: the sum fits int64.
-    r = (x * m0 + (np.int64(1) << (t - 1))) >> t
-    if r.size and (r.min() < INT32_MIN or r.max() > INT32_MAX):
-        raise ValueError(
-            "x: x * m0 * 2**(shift - 31) does not fit int32 (got a result in "
-            f"[{r.min()}, {r.max()}]); TensorFlow Lite DCHECKs that it does"
-        )
-    return r
-
-
-def _mbqm_double(x: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    scaled = x << left  # |x| <= 2**31, left <= 30: exact in int64; must also fit int32
-    if scaled.size and (scaled.min() < INT32_MIN or scaled.max() > INT32_MAX):
-        raise ValueError(
-            "x: x * 2**max(shift, 0) does not fit int32 (got values in "
-            f"[{scaled.min()}, {scaled.max()}]); TensorFlow Lite's double-rounding kernel "
-            "assumes it does (signed overflow is undefined in C++)"
-        )
-    return _rdbpot(_srdhm(scaled, m0), right)
 
 
 def multiply_by_quantized_multiplier(
@@ -272,30 +418,35 @@ def multiply_by_quantized_multiplier(
     Per-channel requantization passes ``m0`` and ``shift`` of shape ``(N,)``; numpy
     broadcasting applies them along the last axis of ``x`` of shape ``(..., N)``.
 
-    Args:
-        x: int32 array (or int in int32 range), e.g. int32 accumulators.
-        m0: int or integer array, each ``0`` or in ``[2**30, 2**31)``
-            (from :func:`quantize_multiplier`).
-        shift: int or integer array in ``[-31, 30]`` (TensorFlow Lite's DCHECKed range).
-        rounding: ``"single"`` or ``"double"``.
+    Parameters
+    ----------
+    x
+        int32 array (or int in int32 range), e.g. int32 accumulators.
+    m0
+        int or integer array, each ``0`` or in ``[2**30, 2**31)``
+        (from :func:`quantize_multiplier`).
+    shift
+        int or integer array in ``[-31, 30]`` (TensorFlow Lite's DCHECKed range).
+    rounding
+        ``"single"`` or ``"double"``.
 
-    Returns:
+    Returns
+    -------
+    result
         int32 array of the broadcast shape (a numpy int32 scalar for scalar inputs).
 
-    Raises:
-        ValueError: the result (single) or ``x * 2**max(shift, 0)`` (double) does not fit
-            int32. TensorFlow Lite assumes both never happen (a ``DCHECK`` in the
-            single-rounding kernel, undefined behaviour in the double-rounding one); nnref
-            checks and raises rather than saturating or wrapping. Neither can happen for
-            ``shift <= 0``, i.e. for any multiplier ``M < 1``.
-        TypeError: float arrays, or an ``x`` array whose dtype is not int32.
+    Raises
+    ------
+    ValueError
+        the result (single) or ``x * 2**max(shift, 0)`` (double) does not fit
+        int32. TensorFlow Lite assumes both never happen (a ``DCHECK`` in the
+        single-rounding kernel, undefined behaviour in the double-rounding one); nnref
+        checks and raises rather than saturating or wrapping. Neither can happen for
+        ``shift <= 0``, i.e. for any multiplier ``M < 1``.
+    TypeError
+        float arrays, or an ``x`` array whose dtype is not int32.
     """
-    x64 = _int_operand(x, "x", INT32_MIN, INT32_MAX, int32_only=True)
-    m64 = _check_m0(m0)
-    s64 = _int_operand(shift, "shift", -31, 30, int32_only=False)
-    _broadcast_shape(x=x64, m0=m64, shift=s64)
-    if rounding == "single":
-        return _as_int32_result(_mbqm_single(x64, m64, s64))
-    if rounding == "double":
-        return _as_int32_result(_mbqm_double(x64, m64, s64))
-    raise ValueError(f"rounding: expected one of {_ROUNDINGS}, got {rounding!r}")
+    x64, m64, s64 = check_mbqm_operands(x, m0, shift, rounding)
+    check_mbqm_fits(x64, m64, s64, rounding)
+    r = MBQM[rounding](x64, m64, s64)
+    return _as_int32_result(r)

@@ -92,6 +92,21 @@ def to_float16(model: MLP) -> MLP:
     below ``2**-24`` in magnitude round to 0 or to subnormals: that is float16's precision
     loss, not an error. The copy's ordinary ``forward`` uses numpy's float16 arithmetic
     (see the module docstring); :func:`float16_forward` makes the accumulation explicit.
+
+    Parameters
+    ----------
+    model : MLP
+        A plain float MLP.
+
+    Returns
+    -------
+    MLP
+        A float16 copy.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     _check_plain_mlp(model)
     for name, p in model.params.items():
@@ -111,6 +126,21 @@ def float16_matmul(x, W, accumulate: str = "float32") -> np.ndarray:
 
     Results beyond 65504 become inf, as on float16 hardware (no error: it is the
     arithmetic being studied).
+
+    Parameters
+    ----------
+    x : array_like of float, shape (B, K)
+    W : array_like of float, shape (K, N)
+    accumulate : {"float32", "float16"}
+
+    Returns
+    -------
+    ndarray of float16, shape (B, N)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     if accumulate not in ACCUMULATE_MODES:
         raise ValueError(f"accumulate: expected one of {ACCUMULATE_MODES}, got {accumulate!r}")
@@ -137,6 +167,22 @@ def float16_forward(model: MLP, x, accumulate: str = "float32") -> np.ndarray:
     float16 arrays (numpy evaluates them in float32 and rounds once). ``model`` may be any
     plain float MLP: its parameters are rounded with :func:`to_float16` (same overflow
     error). Overflowing activations become inf, as on float16 hardware.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like of float, shape (B, in_features)
+        Finite and within float16's range.
+    accumulate : {"float32", "float16"}
+
+    Returns
+    -------
+    ndarray of float16, shape (B, n_outputs)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     if accumulate not in ACCUMULATE_MODES:
         raise ValueError(f"accumulate: expected one of {ACCUMULATE_MODES}, got {accumulate!r}")
@@ -162,12 +208,45 @@ def float16_forward(model: MLP, x, accumulate: str = "float32") -> np.ndarray:
 
 def float16_predict(model: MLP, x, accumulate: str = "float32") -> np.ndarray:
     """Class indices ``argmax_j`` of :func:`float16_forward`'s logits (int64, ``(B,)``).
-    Ties (more likely in float16) go to the lowest index, as ``numpy.argmax``."""
+    Ties (more likely in float16) go to the lowest index, as ``numpy.argmax``.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like of float, shape (B, in_features)
+    accumulate : {"float32", "float16"}
+
+    Returns
+    -------
+    ndarray of int64, shape (B,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
     return np.argmax(float16_forward(model, x, accumulate), axis=1).astype(np.int64)
 
 
 def float16_accuracy(model: MLP, x, labels, accumulate: str = "float32") -> float:
-    """Fraction of examples whose :func:`float16_predict` class equals the label."""
+    """Fraction of examples whose :func:`float16_predict` class equals the label.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like of float, shape (B, in_features)
+    labels : array_like of int, shape (B,)
+    accumulate : {"float32", "float16"}
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
     pred = float16_predict(model, x, accumulate)
     y = check_labels(labels, pred.shape[0], model.n_outputs)
     return float(np.mean(pred == y))

@@ -25,8 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from nnref._checks import as_float_array, as_rng, check_int_in_range, check_positive
-from nnref.quant.ops import _rounder, fake_quantize
-from nnref.quant.qparams import QParams, QScheme, _check_axis, choose_qparams, get_scheme
+from nnref.quant.ops import check_rounding, fake_quantize
+from nnref.quant.qparams import QParams, QScheme, check_axis, choose_qparams, get_scheme
 
 __all__ = [
     "Observer",
@@ -75,7 +75,23 @@ class Observer:
         return None if self.count == 0 else self._range()[1]
 
     def observe(self, x) -> Observer:
-        """Record a batch ``x`` (a non-empty finite real array of any shape); returns self."""
+        """Record a batch ``x`` (a non-empty finite real array of any shape); returns self.
+
+        Parameters
+        ----------
+        x : array_like of float
+            Finite.
+
+        Returns
+        -------
+        Observer
+            ``self``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument.
+        """
         x = as_float_array(x, "x")
         self._update(x)
         self.count += x.size
@@ -115,7 +131,23 @@ class Observer:
         return s.qparams_kwargs()
 
     def qparams(self, scheme: str | QScheme | None = None, **kwargs) -> QParams:
-        """``choose_qparams(min_val, max_val, axis=self.axis, **kwargs)`` (or the scheme's)."""
+        """``choose_qparams(min_val, max_val, axis=self.axis, **kwargs)`` (or the scheme's).
+
+        Parameters
+        ----------
+        scheme : str or QScheme, optional
+        **kwargs
+            ``choose_qparams`` keyword arguments (instead of ``scheme``).
+
+        Returns
+        -------
+        QParams
+
+        Raises
+        ------
+        ValueError
+            Nothing observed yet, or a scheme that disagrees with the observer.
+        """
         kw = self._choose_kwargs(scheme, kwargs)
         return choose_qparams(self.min_val, self.max_val, axis=self.axis, **kw)
 
@@ -190,7 +222,7 @@ class PerChannelMinMaxObserver(Observer):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
-        self.axis = _check_axis(axis, allow_none=False)
+        self.axis = check_axis(axis, allow_none=False)
         self._min: np.ndarray | None = None
         self._max: np.ndarray | None = None
 
@@ -315,7 +347,7 @@ class MSEObserver(_SamplingObserver):
     ) -> None:
         super().__init__(max_samples, seed)
         self.num_candidates = check_int_in_range(num_candidates, "num_candidates", 1, 10**6)
-        _rounder(rounding)
+        check_rounding(rounding)
         self.rounding = rounding
         self.last_search: MSESearch | None = None
 
@@ -323,7 +355,18 @@ class MSEObserver(_SamplingObserver):
         return self._min, self._max
 
     def qparams(self, scheme: str | QScheme | None = None, **kwargs) -> QParams:
-        """The ``QParams`` of the best shrunk range (see the class docstring)."""
+        """The ``QParams`` of the best shrunk range (see the class docstring).
+
+        Parameters
+        ----------
+        scheme : str or QScheme, optional
+        **kwargs
+            ``choose_qparams`` keyword arguments.
+
+        Returns
+        -------
+        QParams
+        """
         kw = self._choose_kwargs(scheme, kwargs)
         n = self.num_candidates
         alphas = np.arange(1, n + 1, dtype=np.float64) / n  # n / n == 1.0 exactly

@@ -77,22 +77,20 @@ import numpy as np
 from nnref._checks import check_int_in_range, describe
 from nnref.layers import Layer, LeakyReLU, Linear, Sigmoid, Tanh
 from nnref.mlp import MLP
-from nnref.quant.convert import (
-    QuantizedLayer,
-    QuantizedMLP,
-    _weight_scheme,
-    build_lut,
-    quantize_model,
-)
+from nnref.quant.convert import quantize_model
 from nnref.quant.observers import MovingAverageMinMaxObserver
-from nnref.quant.ops import ROUNDING_MODES, fake_quantize_with_mask
-from nnref.quant.qparams import (
-    TFLITE_INT8_ACTIVATIONS,
-    QParams,
-    QScheme,
-    get_scheme,
-    qrange,
+from nnref.quant.qat_layers import (
+    FIXED_OUTPUT_ACTIVATIONS,
+    MAX_QAT_BITS,
+    ActivationFakeQuantize,
+    FixedQParamsFakeQuantize,
+    QATLinear,
+    check_qat_rounding,
+    check_qat_weight_scheme,
+    fixed_output_qparams,
 )
+from nnref.quant.qmodel import QuantizedMLP
+from nnref.quant.qparams import QParams
 
 __all__ = [
     "QATLinear",
@@ -103,240 +101,6 @@ __all__ = [
     "prepare_qat",
     "MAX_QAT_BITS",
 ]
-
-#: Widest weight/activation width QAT simulates: the integer model stores int8.
-MAX_QAT_BITS = 8
-
-
-def _check_rounding(rounding) -> str:
-    if rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
-    return rounding
-
-
-def _ste(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``grad`` where ``mask``, else 0: ``fake_quantize_backward`` without its finiteness
-    check, so that a diverged run's NaN gradient reaches ``fit`` (which records it)."""
-    return np.where(mask, grad, np.zeros((), dtype=grad.dtype))
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    return bool(np.isfinite(np.sum(a))) or bool(np.all(np.isfinite(a)))
-
-
-def _check_weight_scheme(weight_scheme, bits: int | None = None) -> QScheme:
-    """The converter's own check (:func:`nnref.quant.convert.quantize_weights`): symmetric,
-    signed, per tensor or per output column. Rejected here, before any training, rather
-    than at conversion."""
-    scheme = get_scheme(weight_scheme)
-    return _weight_scheme(scheme, scheme.bits if bits is None else bits)
-
-
-class QATLinear(Linear):
-    """Linear layer whose forward uses fake-quantized weights (STE backward).
-
-    Forward, with ``qp = weight_scheme.for_tensor(W)`` chosen from the current weights
-    (per output channel = column of ``W`` for the default TensorFlow Lite scheme)::
-
-        W_fq, m = fake_quantize_with_mask(W, qp)     (in, out), mask (in, out) bool
-        y = x @ W_fq + b                              (B, out)
-
-    Backward (straight-through estimator; PyTorch's per-channel fake-quant backward)::
-
-        dW = (x^T @ g) * m      db = sum_batch g      dx = g @ W_fq^T
-
-    With TensorFlow Lite's convention (``symmetric_convention="tflite"``, the default
-    schemes) the scale is ``max|w| / qmax``, so no weight is clamped and ``m`` is all True:
-    the STE then passes the whole gradient to the latent float ``W``. With PyTorch's
-    symmetric convention (``scale = max|w| / ((qmax - qmin) / 2)``, e.g. 1.275 / 127.5 =
-    0.01 at 8 bits) the largest positive weight can land on ``qmax + 1`` (1.275 / 0.01 =
-    127.5, rounded to 128, clamped to 127) and its gradient is then masked to 0. Shapes and dtypes as
-    :class:`~nnref.layers.Linear`; ``W``/``b`` are the latent float parameters the
-    optimizer updates. After a forward, ``weight_qparams``, ``W_fq`` and ``weight_mask``
-    hold what that forward used.
-
-    ``rounding``: ``"half_away"`` (default; TensorFlow Lite, and nnref's converter) or
-    ``"half_even"`` (PyTorch). Non-finite weights (a diverged run) pass through
-    unquantized, so the NaN reaches the loss and :func:`nnref.train.fit` records the
-    divergence instead of the quantizer raising.
-    """
-
-    def __init__(self, in_features: int, out_features: int, weight_scheme="tflite_int8_weights",
-                 rounding: str = "half_away", init: str = "he", seed=0, dtype=np.float32,
-                 gain: float = 1.0):
-        super().__init__(in_features, out_features, init=init, seed=seed, dtype=dtype, gain=gain)
-        self.weight_scheme: QScheme = _check_weight_scheme(weight_scheme)
-        self.rounding = _check_rounding(rounding)
-        self.weight_qparams: QParams | None = None
-        self.W_fq: np.ndarray | None = None
-        self.weight_mask: np.ndarray | None = None
-
-    @classmethod
-    def from_linear(cls, linear: Linear, weight_scheme="tflite_int8_weights",
-                    rounding: str = "half_away") -> "QATLinear":
-        """A QATLinear holding copies of ``linear``'s ``W`` and ``b``."""
-        if not isinstance(linear, Linear):
-            raise TypeError(f"linear: expected a Linear layer, got {describe(linear)}")
-        new = cls(linear.in_features, linear.out_features, weight_scheme, rounding,
-                  dtype=linear.W.dtype)
-        new.W = linear.W.copy()
-        new.b = linear.b.copy()
-        return new
-
-    def quantize_weights(self) -> tuple[np.ndarray, np.ndarray, QParams | None]:
-        """``(W_fq, mask, qparams)`` for the current weights (see the class docstring)."""
-        if not _all_finite(self.W):
-            return self.W, np.ones(self.W.shape, dtype=bool), None
-        qp = self.weight_scheme.for_tensor(self.W)
-        W_fq, mask = fake_quantize_with_mask(self.W, qp, self.rounding)
-        return W_fq, mask, qp
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
-            )
-        x = x.astype(self.W.dtype, copy=False)
-        self.W_fq, self.weight_mask, self.weight_qparams = self.quantize_weights()
-        self._x = x
-        y = x @ self.W_fq
-        y += self.b
-        return y
-
-    def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Store ``dW = (x^T g) * mask`` and ``db``; return ``g @ W_fq^T`` (or None)."""
-        x = self._x
-        g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
-        self.dW = _ste(x.T @ g, self.weight_mask)
-        self.db = g.sum(axis=0)
-        return g @ self.W_fq.T if input_grad else None
-
-    def per_example_grads(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``dW_i = outer(x_i, g_i) * mask`` (B, in, out) and ``db_i = g_i`` (B, out)."""
-        dW, db = super().per_example_grads(grad_out)
-        return dW * self.weight_mask, db
-
-    def __repr__(self) -> str:
-        return (f"QATLinear({self.in_features}, {self.out_features}, "
-                f"weight_bits={self.weight_scheme.bits}, dtype={self.W.dtype})")
-
-
-class ActivationFakeQuantize(Layer):
-    """Activation fake quantization with a moving-average range (PyTorch's FakeQuantize
-    with ``MovingAverageMinMaxObserver``; Jacob et al. 2018, section 3).
-
-    ``forward(x, observe)``: when ``observe`` is True the observer first records ``x``
-    (the first batch sets ``[min, max]``; later ones move it by ``averaging_constant``,
-    see :class:`~nnref.quant.observers.MovingAverageMinMaxObserver`) and ``qparams`` is
-    recomputed from its range; then::
-
-        out, mask = fake_quantize_with_mask(x, qparams)      qparams: affine, per tensor,
-                                                             [-2**(bits-1), 2**(bits-1) - 1]
-
-    Backward: ``dL/dx = dL/dout * mask`` (zero where ``x`` was clamped). Forward without a
-    range yet raises ``RuntimeError``. Non-finite input passes through unchanged and is
-    never observed (see :class:`QATLinear`).
-    """
-
-    def __init__(self, bits: int = 8, averaging_constant: float = 0.01,
-                 rounding: str = "half_away") -> None:
-        bits = check_int_in_range(bits, "act_bits", 2, MAX_QAT_BITS)
-        self.scheme: QScheme = TFLITE_INT8_ACTIVATIONS.with_bits(bits)
-        self.observer = MovingAverageMinMaxObserver(averaging_constant)
-        self.rounding = _check_rounding(rounding)
-        self.qparams: QParams | None = None
-        self.mask: np.ndarray | None = None
-
-    def reset(self) -> None:
-        """Forget the observed range."""
-        self.observer = MovingAverageMinMaxObserver(self.observer.averaging_constant)
-        self.qparams = None
-
-    def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
-        if not _all_finite(x):
-            self.mask = np.ones(x.shape, dtype=bool)
-            return x
-        if observe:
-            self.observer.observe(x)
-            self.qparams = self.observer.qparams(self.scheme)
-        if self.qparams is None:
-            raise RuntimeError(
-                "ActivationFakeQuantize: no activation range yet; call calibrate(x) on the "
-                "QATMLP or take a training step first"
-            )
-        out, self.mask = fake_quantize_with_mask(x, self.qparams, self.rounding)
-        return out
-
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        grad_out = self._check_grad(grad_out, None if self.mask is None else self.mask.shape)
-        return _ste(grad_out, self.mask)
-
-    def __repr__(self) -> str:
-        return f"ActivationFakeQuantize(bits={self.scheme.bits}, qparams={self.qparams!r})"
-
-
-#: The activations whose integer output grid is fixed (TensorFlow Lite's int8 spec).
-FIXED_OUTPUT_ACTIVATIONS = ("tanh", "sigmoid")
-
-
-def fixed_output_qparams(activation: str, bits: int = 8) -> QParams:
-    """The fixed output grid of ``tanh`` or ``sigmoid`` at ``bits`` bits (signed, per tensor).
-
-    Formula, with ``n = 2**(bits-1)`` and ``q`` in ``[-n, n - 1]``::
-
-        tanh:     scale = 1 / n,        zero point 0     grid [-1, (n - 1) / n]
-        sigmoid:  scale = 1 / (2 n),    zero point -n    grid [0, (2n - 1) / (2n)]
-
-    i.e. the function's range ``[-1, 1]`` / ``[0, 1]`` cut into ``2**bits`` equal steps, the
-    top value left out. At 8 bits these are TensorFlow Lite's TANH (1/128, 0) and LOGISTIC
-    (1/256, -128) output parameters, :data:`nnref.quant.convert.FIXED_OUTPUT_QPARAMS`
-    (PyTorch's fixed parameters are the same intervals on its unsigned quint8 grid).
-    """
-    if activation not in FIXED_OUTPUT_ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {FIXED_OUTPUT_ACTIVATIONS}, got {activation!r}")
-    bits = check_int_in_range(bits, "bits", 2, MAX_QAT_BITS)
-    qmin, qmax = qrange(bits, signed=True)
-    n = 2 ** (bits - 1)
-    if activation == "tanh":
-        scale, zero_point = 1.0 / n, 0
-    else:
-        scale, zero_point = 1.0 / (2 * n), -n
-    return QParams(scale=np.float32(scale), zero_point=np.int32(zero_point), qmin=qmin,
-                   qmax=qmax, bits=bits, signed=True)
-
-
-class FixedQParamsFakeQuantize(ActivationFakeQuantize):
-    """Fake quantization onto a fixed grid, no observer (PyTorch's
-    ``FixedQParamsFakeQuantize``, used for sigmoid and tanh outputs).
-
-    ``forward(x, observe)``: ``out, mask = fake_quantize_with_mask(x, qparams)`` with
-    ``qparams = fixed_output_qparams(activation, bits)``; ``observe`` is accepted and
-    ignored (there is no range to move). Backward as :class:`ActivationFakeQuantize`:
-    ``dL/dx = dL/dout * mask``, zero where ``x`` was clamped (tanh values above
-    ``(n - 1) / n``, sigmoid values above ``(2n - 1) / (2n)``).
-    """
-
-    def __init__(self, activation: str, bits: int = 8, rounding: str = "half_away") -> None:
-        self.activation = activation
-        self.qparams = fixed_output_qparams(activation, bits)
-        self.scheme = TFLITE_INT8_ACTIVATIONS.with_bits(self.qparams.bits)
-        self.observer = None
-        self.rounding = _check_rounding(rounding)
-        self.mask = None
-
-    def reset(self) -> None:
-        """Nothing to forget: the grid is fixed."""
-
-    def forward(self, x: np.ndarray, observe: bool = False) -> np.ndarray:
-        if not _all_finite(x):
-            self.mask = np.ones(x.shape, dtype=bool)
-            return x
-        out, self.mask = fake_quantize_with_mask(x, self.qparams, self.rounding)
-        return out
-
-    def __repr__(self) -> str:
-        return f"FixedQParamsFakeQuantize({self.activation!r}, qparams={self.qparams!r})"
-
 
 def _activation_kind(layer: Layer) -> str:
     """The converter's name for an activation layer: tanh, sigmoid, leaky_relu or other."""
@@ -390,8 +154,8 @@ class QATMLP(MLP):
         self.weight_bits = check_int_in_range(weight_bits, "weight_bits", 2, MAX_QAT_BITS)
         self.act_bits = None if act_bits is None else check_int_in_range(
             act_bits, "act_bits", 2, MAX_QAT_BITS)
-        self.weight_scheme = _check_weight_scheme(weight_scheme, self.weight_bits)
-        self.rounding = _check_rounding(rounding)
+        self.weight_scheme = check_qat_weight_scheme(weight_scheme, self.weight_bits)
+        self.rounding = check_qat_rounding(rounding)
         # Checked here even when act_bits is None (no observer would check it).
         self.averaging_constant = MovingAverageMinMaxObserver(averaging_constant).averaging_constant
         self.layer_sizes = list(model.layer_sizes)
@@ -408,6 +172,18 @@ class QATMLP(MLP):
         self._pre_fqs: list[ActivationFakeQuantize | None] = []
 
         def act_fq(role: list, activation: str | None = None) -> list[Layer]:
+            """The fake-quant layer of one activation (none without ``act_bits``).
+
+            Parameters
+            ----------
+            role : list
+                Where to record the quantizer.
+            activation : str, optional
+
+            Returns
+            -------
+            list of Layer
+            """
             if self.act_bits is None:
                 return []
             if activation in FIXED_OUTPUT_ACTIVATIONS:
@@ -481,6 +257,16 @@ class QATMLP(MLP):
         With ``batch_size=None`` the whole of ``x`` is one batch, so each range is exactly
         the min-max range of that activation over ``x``; with batches the moving average
         runs over them in order. Weights are not touched.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (N, in_features)
+        batch_size : int, optional
+
+        Returns
+        -------
+        QATMLP
+            ``self``.
         """
         x = self._check_x(x)
         n = x.shape[0]
@@ -499,6 +285,15 @@ class QATMLP(MLP):
         ``observe``: move the activation ranges with this batch first. Default: only
         inside a training step (:meth:`loss_and_grads`) in training mode. ``True`` in eval
         mode is an error (the observers are frozen).
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+        observe : bool, optional
+
+        Returns
+        -------
+        ndarray, shape (B, n_outputs)
         """
         if observe is None:
             observe = self._step and self.training
@@ -519,7 +314,16 @@ class QATMLP(MLP):
         """The fake-quantized tensors the simulation produces, without moving any range:
         ``[h_0, h_1, ..., logits]`` (``h_0`` the quantized input, ``h_l`` layer l's output
         after its activation and fake quantization; pre-activations are not listed).
-        Needs ``act_bits``."""
+        Needs ``act_bits``.
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+
+        Returns
+        -------
+        list of ndarray
+        """
         if self.act_bits is None:
             raise ValueError("forward_trace: needs activation quantizers (act_bits is None)")
         outputs = {id(fq) for fq in self._output_fqs}
@@ -533,7 +337,19 @@ class QATMLP(MLP):
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
         """One training step: ``(loss, grads)``. In training mode this batch first moves
-        the activation ranges (see the class docstring)."""
+        the activation ranges (see the class docstring).
+
+        Parameters
+        ----------
+        x : ndarray of float, shape (B, in_features)
+        labels : ndarray of int, shape (B,)
+        loss : str
+
+        Returns
+        -------
+        tuple
+            ``(loss, grads)``.
+        """
         self._step = True
         try:
             value, dlogits = self.loss(x, labels, loss)
@@ -543,7 +359,16 @@ class QATMLP(MLP):
 
     def backward(self, dlogits: np.ndarray) -> dict[str, np.ndarray]:
         """STE backpropagation through every layer down to the first Linear (the input
-        quantizer has no parameters and nothing below it needs a gradient)."""
+        quantizer has no parameters and nothing below it needs a gradient).
+
+        Parameters
+        ----------
+        dlogits : ndarray, shape (B, n_outputs)
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
         first = next(i for i, layer in enumerate(self.layers) if isinstance(layer, Linear))
         g = dlogits
         for i in range(len(self.layers) - 1, first - 1, -1):
@@ -560,6 +385,14 @@ class QATMLP(MLP):
 
         With ``fake_quantized=True`` the weights are instead ``FQ_w(W)``, the values the
         simulated forward multiplies by (activations are not quantized in the result).
+
+        Parameters
+        ----------
+        fake_quantized : bool
+
+        Returns
+        -------
+        MLP
         """
         model = MLP(self.layer_sizes, activation=self.activation, init=self.init, dtype=self.dtype)
         layers = []
@@ -585,10 +418,9 @@ class QATMLP(MLP):
             quantize_model(self.to_float(), ..., weight_scheme=self.weight_scheme,
                            bits=self.weight_bits, activation_qparams=self.activation_qparams)
 
-        then every table layer (tanh, sigmoid, leaky ReLU) is rebuilt on the learned
-        pre-activation grid ``preactivation_qparams[l]`` (its table with
-        :func:`~nnref.quant.convert.build_lut`), since ``quantize_model`` takes output grids
-        only. Every grid of the result is then the simulation's: weights (the same
+        plus ``preactivation_qparams=self.preactivation_qparams``: every table layer
+        (tanh, sigmoid, leaky ReLU) requantizes onto its learned pre-activation grid. Every
+        grid of the result is then the simulation's: weights (the same
         :func:`~nnref.quant.convert.quantize_weights`; with the default
         ``rounding="half_away"``: with ``"half_even"`` the converter still rounds half
         away, so weights exactly at a tie land one step apart), input, pre-activations,
@@ -598,16 +430,22 @@ class QATMLP(MLP):
         Weight-only QAT (``act_bits=None``) learned no activation grids: they are
         calibrated (min-max) on ``calibration_x``, which is then required.
 
-        Args:
-            calibration_x: (N, in_features) inputs, for weight-only QAT only.
-            requantization, rounding: as :func:`~nnref.quant.convert.quantize_model`.
+        Parameters
+        ----------
+        calibration_x
+            (N, in_features) inputs, for weight-only QAT only.
+        requantization, rounding
+            as :func:`~nnref.quant.convert.quantize_model`.
 
-        Raises:
-            RuntimeError: activation quantizers without a range yet (call :meth:`calibrate`
-                or train first).
-            ValueError: ``act_bits`` other than 8 or None (the integer model's activations
-                are int8); ``calibration_x`` None for weight-only QAT; what
-                ``quantize_model`` raises.
+        Raises
+        ------
+        RuntimeError
+            activation quantizers without a range yet (call :meth:`calibrate`
+            or train first).
+        ValueError
+            ``act_bits`` other than 8 or None (the integer model's activations
+            are int8); ``calibration_x`` None for weight-only QAT; what
+            ``quantize_model`` raises.
         """
         model = self.to_float()
         common = {"weight_scheme": self.weight_scheme, "bits": self.weight_bits,
@@ -626,19 +464,27 @@ class QATMLP(MLP):
                 fq is not None and fq.qparams is None for fq in self._pre_fqs):
             raise RuntimeError("convert: no activation ranges yet; call calibrate(x) on the "
                                "QATMLP or train it first")
-        # quantize_model still calibrates a table layer's pre-activation grid; it is replaced
-        # just below by the learned one, so a single placeholder batch is enough for it.
-        needs_pre = any(fq is not None for fq in self._pre_fqs)
-        placeholder = np.zeros((1, self.layer_sizes[0]), dtype=self.dtype) if needs_pre else None
-        qm = quantize_model(model, placeholder, activation_qparams=grids, **common)
-        alphas = [float(getattr(layer, "alpha", 0.0)) for layer in self.layers
-                  if not isinstance(layer, (Linear, ActivationFakeQuantize))]
-        layers = [layer if pre is None else _on_preactivation_grid(layer, pre, alpha)
-                  for layer, pre, alpha in zip(qm.layers, pre_grids, alphas + [0.0])]
-        return QuantizedMLP(layers, qm.input_qparams)
+        return quantize_model(model, calibration_x, activation_qparams=grids,
+                              preactivation_qparams=pre_grids, **common)
 
     @classmethod
     def load(cls, path) -> "QATMLP":
+        """Not available: refused with a ``TypeError`` naming ``MLP.load``.
+
+        The QAT state (observers, ranges) is not saved; :meth:`save` writes the latent
+        float model, which ``MLP.load`` reads and :func:`prepare_qat` wraps again. (The
+        inherited ``MLP.load`` would build a ``QATMLP`` from layer sizes, which its
+        constructor cannot take.)
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
         raise TypeError("QATMLP.load: QAT state is not saved; load the float model with "
                         "MLP.load(path) and call prepare_qat on it")
 
@@ -646,18 +492,6 @@ class QATMLP(MLP):
         return (f"QATMLP({self.layer_sizes}, activation={self.activation!r}, "
                 f"weight_bits={self.weight_bits}, act_bits={self.act_bits}, "
                 f"mode={'train' if self.training else 'eval'})")
-
-
-def _on_preactivation_grid(layer: QuantizedLayer, pre_qparams: QParams,
-                           alpha: float) -> QuantizedLayer:
-    """``layer`` (with a lookup table) requantizing onto ``pre_qparams`` instead: the same
-    int8 weights, int32 bias (its scale ``s_in * s_w`` does not involve the pre-activation
-    grid) and output grid; new multipliers (derived by ``QuantizedLayer``) and table."""
-    lut = build_lut(layer.activation, pre_qparams, layer.out_qparams, alpha)
-    return QuantizedLayer(layer.w_q, layer.bias_q, layer.w_qparams, layer.in_qparams,
-                          layer.out_qparams, layer.activation, pre_qparams, lut,
-                          layer.requantization, layer.rounding,
-                          alpha=alpha if layer.activation == "leaky_relu" else None)
 
 
 def _copy_layer(layer: Layer) -> Layer:
@@ -675,20 +509,27 @@ def prepare_qat(model: MLP, weight_bits: int = 8, act_bits: int | None = 8,
                 rounding: str = "half_away") -> QATMLP:
     """A :class:`QATMLP` for fine-tuning ``model`` (a trained float MLP; left untouched).
 
-    Args:
-        model: float32 or float64 ``MLP``; its weights and biases are copied.
-        weight_bits: 2..8. Weights are fake-quantized with ``weight_scheme`` at this width
-            (default TensorFlow Lite's: symmetric, narrow range ``[-(2**(b-1) - 1),
-            2**(b-1) - 1]``, one scale per output channel, ``scale = max|w| / qmax``).
-        act_bits: 2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
-            ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
-        weight_scheme: a ``QScheme`` or preset name (its ``bits`` is replaced by
-            ``weight_bits``) that the converter accepts: symmetric, signed, per tensor or
-            per output column (``channel_axis`` -1 or 1); anything else raises
-            ``ValueError`` here rather than after training.
-        averaging_constant: the observers' moving-average constant, in (0, 1].
-        rounding: ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
-            ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
+    Parameters
+    ----------
+    model
+        float32 or float64 ``MLP``; its weights and biases are copied.
+    weight_bits
+        2..8. Weights are fake-quantized with ``weight_scheme`` at this width
+        (default TensorFlow Lite's: symmetric, narrow range ``[-(2**(b-1) - 1),
+        2**(b-1) - 1]``, one scale per output channel, ``scale = max|w| / qmax``).
+    act_bits
+        2..8, or None for weight-only QAT. Activations: asymmetric per tensor,
+        ``[-2**(b-1), 2**(b-1) - 1]``, moving-average min-max range.
+    weight_scheme
+        a ``QScheme`` or preset name (its ``bits`` is replaced by
+        ``weight_bits``) that the converter accepts: symmetric, signed, per tensor or
+        per output column (``channel_axis`` -1 or 1); anything else raises
+        ``ValueError`` here rather than after training.
+    averaging_constant
+        the observers' moving-average constant, in (0, 1].
+    rounding
+        ``"half_away"`` (default: TensorFlow Lite, and nnref's converter) or
+        ``"half_even"`` (PyTorch's fake quantization), for weights and activations.
 
     Activation ranges start empty: call ``calibrate(x)`` or let the first training step
     set them. Convert the trained model with :meth:`QATMLP.convert`.

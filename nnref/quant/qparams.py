@@ -1,30 +1,32 @@
-"""Quantization parameters: the integer grid a real tensor is mapped onto.
+"""Choosing quantization parameters: from an observed real range to a :class:`QParams`.
 
-An affine quantizer (Jacob et al. 2018, arXiv 1712.05877, eq. 1) represents a real value
-by an integer ``q`` in ``[qmin, qmax]``::
-
-    real = scale * (q - zero_point)
-
-``scale`` (a positive float32, as every engine stores it) is the step between neighbouring
-grid points, ``zero_point`` (an integer in ``[qmin, qmax]``) is the integer that stands for
-real 0. Per-tensor parameters hold one scale and one zero point; per-channel parameters hold
-one of each for every slice of the tensor along ``axis``.
-
-This module holds the parameters (``QParams``), the integer range of a bit width
-(``qrange``), the rules that turn an observed real range into parameters
-(``choose_qparams``) and named bundles of those rules (``QScheme`` and the TensorFlow Lite
-presets). The arithmetic that uses them is in ``nnref.quant.ops``.
+The rules that turn an observed real range into the scale and zero point of an integer
+grid (:func:`affine_qparams`, :func:`symmetric_qparams`, and the checked
+:func:`choose_qparams`), and named bundles of those rules (:class:`QScheme` and the
+TensorFlow Lite presets). The grid type itself, :class:`QParams`, and :func:`qrange` are
+in :mod:`nnref.quant.grid` and re-exported here; the arithmetic that uses them is in
+:mod:`nnref.quant.ops`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, describe
+from nnref._checks import as_float_array, describe
+from nnref.quant.grid import (
+    FLOAT32_MAX,
+    FLOAT32_TINY,
+    MAX_BITS,
+    MIN_BITS,
+    QParams,
+    check_axis,
+    check_bool,
+    qrange,
+    symmetric_zero_point,
+)
 
 __all__ = [
     "QParams",
@@ -39,269 +41,13 @@ __all__ = [
     "TFLITE_INT8_ACTIVATIONS",
     "MIN_BITS",
     "MAX_BITS",
+    "check_axis",
+    "check_bool",
+    "affine_qparams",
+    "symmetric_qparams",
 ]
 
-MIN_BITS = 2
-MAX_BITS = 16
-
-_SCHEMES = ("affine", "symmetric")
 _CONVENTIONS = ("tflite", "pytorch")
-# Smallest positive normal float32 (1.1754944e-38). A scale below it is replaced by 1.0,
-# as onnxruntime's quantization tools do (see choose_qparams).
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {describe(value)}")
-    return bool(value)
-
-
-def _check_axis(axis, name: str = "axis", allow_none: bool = True) -> int | None:
-    """An axis is an int (negative counts from the end), or None where allowed."""
-    if axis is None and allow_none:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, np.integer)):
-        want = "an int or None" if allow_none else "an int"
-        raise TypeError(f"{name}: expected {want}, got {describe(axis)}")
-    return int(axis)
-
-
-def qrange(bits: int, signed: bool = True, narrow_range: bool = False) -> tuple[int, int]:
-    """The integer range ``(qmin, qmax)`` of a ``bits``-bit quantized value.
-
-    - signed:   ``[-2**(bits-1), 2**(bits-1) - 1]``, e.g. ``[-128, 127]`` for 8 bits;
-    - unsigned: ``[0, 2**bits - 1]``, e.g. ``[0, 255]``.
-
-    ``narrow_range`` drops the lowest value: ``[-127, 127]`` (TensorFlow Lite's int8
-    weights, which makes the range symmetric about 0) and ``[1, 255]`` for unsigned
-    (TensorFlow's ``FakeQuantWithMinMaxVars(narrow_range=True)``; TensorFlow Lite itself
-    uses narrow range for signed weights only).
-
-    ``bits`` must be an int in [2, 16]: the storage dtypes are 8- and 16-bit integers
-    (see ``QParams.dtype``).
-    """
-    bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
-    signed = _check_bool(signed, "signed")
-    narrow_range = _check_bool(narrow_range, "narrow_range")
-    if signed:
-        qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    else:
-        qmin, qmax = 0, 2**bits - 1
-    return (qmin + 1 if narrow_range else qmin), qmax
-
-
-def symmetric_zero_point(bits: int, signed: bool) -> int:
-    """The zero point of symmetric quantization: 0 if signed, ``2**(bits-1)`` if unsigned.
-
-    An unsigned symmetric grid is the signed one shifted up by ``2**(bits-1)`` (128 for
-    uint8), as PyTorch's observers (``quint8`` symmetric: zero point 128) and onnxruntime's
-    ``compute_scale_zp`` (``round((qmin + qmax) / 2)``) both choose.
-    """
-    bits = check_int_in_range(bits, "bits", MIN_BITS, MAX_BITS)
-    return 0 if _check_bool(signed, "signed") else 2 ** (bits - 1)
-
-
-@dataclass(frozen=True, eq=False)
-class QParams:
-    """Scale and zero point of an affine quantizer, per tensor or per channel.
-
-    ``real = scale * (q - zero_point)``, ``q`` an integer in ``[qmin, qmax]``
-    (Jacob et al. 2018, eq. 1).
-
-    Fields:
-        scale:        float32 array, shape ``()`` per tensor or ``(C,)`` per channel;
-                      finite and > 0. Engines store float32 scales, so any float given
-                      here is rounded to float32 (check the value you get back).
-        zero_point:   int32 array of the same shape, every entry in ``[qmin, qmax]``.
-        qmin, qmax:   the integer range; must equal ``qrange(bits, signed, narrow_range)``.
-        bits, signed: the width and signedness of the integers (bits in [2, 16]).
-        axis:         the channel axis of the tensor for per-channel parameters (may be
-                      negative, counted from the end as in numpy); ``None`` per tensor.
-        scheme:       ``"affine"`` (any zero point) or ``"symmetric"`` (zero point fixed
-                      at ``symmetric_zero_point(bits, signed)``).
-        narrow_range: whether the lowest integer is excluded (see ``qrange``).
-
-    Invariants checked at construction: every ``q`` in ``[qmin, qmax]`` dequantizes to a
-    finite float32, and the arrays are read-only copies (a ``QParams`` never changes).
-    """
-
-    scale: np.ndarray
-    zero_point: np.ndarray
-    qmin: int
-    qmax: int
-    bits: int
-    signed: bool
-    axis: int | None = None
-    scheme: str = "affine"
-    narrow_range: bool = False
-
-    def __post_init__(self) -> None:
-        bits = check_int_in_range(self.bits, "bits", MIN_BITS, MAX_BITS)
-        signed = _check_bool(self.signed, "signed")
-        narrow = _check_bool(self.narrow_range, "narrow_range")
-        qmin = check_int_in_range(self.qmin, "qmin", -(2**31), 2**31 - 1)
-        qmax = check_int_in_range(self.qmax, "qmax", -(2**31), 2**31 - 1)
-        if qmin >= qmax:
-            raise ValueError(f"qmin, qmax: expected qmin < qmax, got qmin={qmin}, qmax={qmax}")
-        expected = qrange(bits, signed, narrow)
-        if (qmin, qmax) != expected:
-            raise ValueError(
-                f"qmin, qmax: expected {expected} for bits={bits}, signed={signed}, "
-                f"narrow_range={narrow}, got ({qmin}, {qmax})"
-            )
-        if self.scheme not in _SCHEMES:
-            raise ValueError(f"scheme: expected one of {_SCHEMES}, got {self.scheme!r}")
-        axis = _check_axis(self.axis)
-
-        # Scale: finite and > 0 in float64 first, then in float32 (where it is stored) so
-        # that neither an underflow to 0 nor an overflow to inf can slip through the cast.
-        scale64 = as_float_array(self.scale, "scale", ndim=(0, 1), dtype=np.float64, finite=True)
-        if np.any(scale64 <= 0):
-            raise ValueError(f"scale: expected values > 0, got minimum {scale64.min()!r}")
-        with np.errstate(over="ignore"):
-            scale = scale64.astype(np.float32)
-        if np.any(scale == 0) or not np.all(np.isfinite(scale)):
-            raise ValueError(
-                f"scale: expected values representable as positive finite float32, got "
-                f"values in [{scale64.min()!r}, {scale64.max()!r}]"
-            )
-        zp = np.asarray(self.zero_point)
-        if zp.dtype.kind not in "iu":
-            raise TypeError(f"zero_point: expected integers, got dtype {zp.dtype}")
-        if zp.shape != scale.shape:
-            raise ValueError(
-                f"zero_point: expected the shape of scale {scale.shape}, got {zp.shape}"
-            )
-        if zp.size and (zp.min() < qmin or zp.max() > qmax):
-            raise ValueError(
-                f"zero_point: expected values in [{qmin}, {qmax}], got values in "
-                f"[{zp.min()}, {zp.max()}]"
-            )
-        zp = zp.astype(np.int32)
-        if self.scheme == "symmetric" and np.any(zp != symmetric_zero_point(bits, signed)):
-            raise ValueError(
-                f"zero_point: a symmetric scheme needs zero point "
-                f"{symmetric_zero_point(bits, signed)}, got {np.unique(zp).tolist()}"
-            )
-        if scale.ndim == 1 and axis is None:
-            raise ValueError(
-                f"axis: per-channel parameters (scale of shape {scale.shape}) need a "
-                "channel axis, got None"
-            )
-        if scale.ndim == 0 and axis is not None:
-            raise ValueError(
-                f"axis: per-tensor parameters (scalar scale) take axis=None, got {self.axis}"
-            )
-        # The extreme grid points must be finite float32 values, so dequantize can never
-        # produce inf.
-        widest = np.maximum(qmax - zp.astype(np.int64), zp.astype(np.int64) - qmin)
-        if np.any(scale.astype(np.float64) * widest > _FLOAT32_MAX):
-            raise ValueError(
-                "scale: the grid scale * (q - zero_point) overflows float32 for q in "
-                f"[{qmin}, {qmax}]; got scale up to {scale.max()!r}"
-            )
-        scale.setflags(write=False)
-        zp.setflags(write=False)
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "zero_point", zp)
-        object.__setattr__(self, "qmin", qmin)
-        object.__setattr__(self, "qmax", qmax)
-        object.__setattr__(self, "bits", bits)
-        object.__setattr__(self, "signed", signed)
-        object.__setattr__(self, "narrow_range", narrow)
-        object.__setattr__(self, "axis", axis)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Storage dtype of the integers: (u)int8 for bits <= 8, (u)int16 up to 16.
-
-        Sub-byte widths (e.g. int4) are stored one value per byte, as in onnxruntime's
-        unpacked int4 tensors.
-        """
-        if self.bits <= 8:
-            return np.dtype(np.int8 if self.signed else np.uint8)
-        return np.dtype(np.int16 if self.signed else np.uint16)
-
-    @property
-    def per_channel(self) -> bool:
-        """True for per-channel parameters (``scale.shape == (C,)``)."""
-        return self.axis is not None
-
-    @property
-    def num_channels(self) -> int | None:
-        """``C`` for per-channel parameters, None per tensor."""
-        return int(self.scale.shape[0]) if self.per_channel else None
-
-    def broadcast_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The shape to give ``scale``/``zero_point`` so they broadcast against ``x_shape``.
-
-        Per tensor: ``()``. Per channel: all ones except ``C`` at ``axis``, e.g. ``(1, C)``
-        for a weight matrix of shape ``(in, C)`` with ``axis=1`` or ``-1``. Raises
-        ``ValueError`` naming ``axis`` if the axis is out of range for ``x_shape`` or if
-        ``x_shape[axis] != C`` (numpy would otherwise broadcast a wrong shape silently).
-        """
-        x_shape = tuple(int(n) for n in x_shape)
-        if not self.per_channel:
-            return ()
-        ndim = len(x_shape)
-        if not -ndim <= self.axis < ndim:
-            raise ValueError(
-                f"axis: expected an axis of an array of shape {x_shape} "
-                f"(in [{-ndim}, {ndim - 1}]), got {self.axis}"
-            )
-        axis = self.axis % ndim
-        if x_shape[axis] != self.num_channels:
-            raise ValueError(
-                f"axis: per-channel parameters have {self.num_channels} channels, but the "
-                f"array of shape {x_shape} has {x_shape[axis]} along axis {self.axis}"
-            )
-        shape = [1] * ndim
-        shape[axis] = self.num_channels
-        return tuple(shape)
-
-    def params_for(self, x_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """``(scale, zero_point)`` reshaped to ``broadcast_shape(x_shape)`` (read-only views)."""
-        shape = self.broadcast_shape(x_shape)
-        return self.scale.reshape(shape), self.zero_point.reshape(shape)
-
-    def channel(self, c: int) -> QParams:
-        """The per-tensor parameters of channel ``c`` of per-channel parameters."""
-        if not self.per_channel:
-            raise ValueError("c: channel() needs per-channel parameters, these are per tensor")
-        c = check_int_in_range(c, "c", -self.num_channels, self.num_channels - 1)
-        return dataclasses.replace(
-            self, scale=self.scale[c], zero_point=self.zero_point[c], axis=None
-        )
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, QParams):
-            return NotImplemented
-        return (
-            self._fields() == other._fields()
-            and self.scale.shape == other.scale.shape
-            and bool(np.all(self.scale == other.scale))
-            and bool(np.all(self.zero_point == other.zero_point))
-        )
-
-    def _fields(self) -> tuple:
-        return (self.qmin, self.qmax, self.bits, self.signed, self.axis, self.scheme, self.narrow_range)
-
-    def __hash__(self) -> int:
-        return hash((self.scale.tobytes(), self.zero_point.tobytes(), self.scale.shape) + self._fields())
-
-    def __repr__(self) -> str:
-        kind = f"{'' if self.signed else 'u'}int{self.bits}"
-        if self.per_channel:
-            where = f"per-channel axis={self.axis} C={self.num_channels}"
-            with np.printoptions(precision=6, threshold=8, edgeitems=3):
-                vals = f"scale={self.scale}, zero_point={self.zero_point}"
-        else:
-            where = "per-tensor"
-            vals = f"scale={float(self.scale):.9g}, zero_point={int(self.zero_point)}"
-        grid = f"q in [{self.qmin}, {self.qmax}]" + (", narrow range" if self.narrow_range else "")
-        return f"QParams({kind} {self.scheme} {where}, {vals}, {grid})"
 
 
 def _range_arrays(min_val, max_val, axis) -> tuple[np.ndarray, np.ndarray]:
@@ -331,6 +77,73 @@ def _range_arrays(min_val, max_val, axis) -> tuple[np.ndarray, np.ndarray]:
             + (f" at channel {i}" if mn.ndim else "")
         )
     return mn, mx
+
+
+def affine_qparams(min_val, max_val, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of an affine grid covering ``[min_val, max_val]`` (plain).
+
+    Formula (TensorFlow Lite activations; PyTorch ``MinMaxObserver``, per_tensor_affine)::
+
+        mn, mx     = min(min_val, 0), max(max_val, 0)        # real 0 exactly representable
+        scale      = (mx - mn) / (qmax - qmin)                # float64, stored as float32
+        zero_point = clamp(qmin - round_half_even(mn / scale), qmin, qmax)
+
+    ``mn / scale`` uses the stored float32 scale. A scale below float32's smallest normal
+    number (e.g. ``mn == mx == 0``) becomes 1.0 with zero point ``clamp(0, qmin, qmax)``
+    (onnxruntime's ``compute_scale_zp``).
+
+    Parameters
+    ----------
+    min_val, max_val : float or ndarray of float64
+        One range, or one per channel (same shapes).
+    qmin, qmax : int
+
+    Returns
+    -------
+    scale : ndarray of float32
+    zero_point : ndarray of int64
+        Both of ``min_val``'s shape.
+    """
+    mn, mx = np.minimum(min_val, 0.0), np.maximum(max_val, 0.0)
+    with np.errstate(over="ignore"):  # a range beyond float32 gives inf: the caller refuses it
+        scale64 = (mx - mn) / (qmax - qmin)
+        degenerate = scale64 < FLOAT32_TINY
+        scale = np.where(degenerate, 1.0, scale64).astype(np.float32)
+    zero_point = np.where(degenerate, 0, qmin - np.round(mn / scale.astype(np.float64)))
+    return scale, np.clip(zero_point, qmin, qmax).astype(np.int64)
+
+
+def symmetric_qparams(min_val, max_val, qmin: int, qmax: int, zero_point: int = 0,
+                      convention: str = "tflite") -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of a symmetric grid covering ``[min_val, max_val]`` (plain).
+
+    Formula, with ``a = max(-min(min_val, 0), max(max_val, 0))``::
+
+        "tflite":  scale = a / (qmax - zero_point)        # max|w| / 127 for int8 weights
+        "pytorch": scale = a / ((qmax - qmin) / 2)        # a / 127.5 for full-range int8
+
+    (TensorFlow Lite's weight quantization; PyTorch's symmetric observers.) The zero point
+    is ``zero_point`` everywhere (0 signed, ``2**(bits-1)`` unsigned). A scale below
+    float32's smallest normal number becomes 1.0.
+
+    Parameters
+    ----------
+    min_val, max_val : float or ndarray of float64
+    qmin, qmax : int
+    zero_point : int
+    convention : {"tflite", "pytorch"}
+
+    Returns
+    -------
+    scale : ndarray of float32
+    zero_point : ndarray of int64
+    """
+    amax = np.maximum(-np.minimum(min_val, 0.0), np.maximum(max_val, 0.0))
+    levels = (qmax - zero_point) if convention == "tflite" else (qmax - qmin) / 2
+    scale64 = amax / levels
+    with np.errstate(over="ignore"):
+        scale = np.where(scale64 < FLOAT32_TINY, 1.0, scale64).astype(np.float32)
+    return scale, np.full(scale.shape, zero_point, dtype=np.int64)
 
 
 def choose_qparams(
@@ -391,46 +204,42 @@ def choose_qparams(
     mismatched per-channel lengths, an axis given for scalar ranges (or missing for
     arrays), an unknown ``symmetric_convention``, or a range so wide that the float32 grid
     overflows; ``TypeError`` for non-numeric or non-bool arguments.
+
+    Parameters
+    ----------
+    min_val, max_val : float or array_like of float
+        Scalars (per tensor) or 1-D of length C (per channel).
+    bits : int
+    signed : bool
+    symmetric : bool
+    narrow_range : bool
+    axis : int or None
+        The channel axis (per channel only).
+    symmetric_convention : {"tflite", "pytorch"}
+
+    Returns
+    -------
+    QParams
     """
     qmin, qmax = qrange(bits, signed, narrow_range)
-    symmetric = _check_bool(symmetric, "symmetric")
+    symmetric = check_bool(symmetric, "symmetric")
     if symmetric_convention not in _CONVENTIONS:
         raise ValueError(
             f"symmetric_convention: expected one of {_CONVENTIONS}, got {symmetric_convention!r}"
         )
-    axis = _check_axis(axis)
+    axis = check_axis(axis)
     mn, mx = _range_arrays(min_val, max_val, axis)
 
-    mn = np.minimum(mn, 0.0)
-    mx = np.maximum(mx, 0.0)
     if symmetric:
         z0 = symmetric_zero_point(bits, signed)
-        amax = np.maximum(-mn, mx)
-        levels = (qmax - z0) if symmetric_convention == "tflite" else (qmax - qmin) / 2
-        scale64 = amax / levels
+        scale, zero_point = symmetric_qparams(mn, mx, qmin, qmax, z0, symmetric_convention)
     else:
-        with np.errstate(over="ignore"):  # mx - mn may overflow float64: refused just below
-            scale64 = (mx - mn) / (qmax - qmin)
-    if not np.all(np.isfinite(scale64)) or np.any(scale64 > _FLOAT32_MAX):
-        raise ValueError(
-            f"min_val, max_val: range too wide for a float32 scale "
-            f"(min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
-        )
-
-    degenerate = scale64 < _FLOAT32_TINY
-    scale = np.where(degenerate, 1.0, scale64).astype(np.float32)
-    if symmetric:
-        zero_point = np.full(scale.shape, z0, dtype=np.int64)
-    else:
-        # mn / scale with the float32 scale that is stored, in float64.
-        zp = qmin - np.round(mn / scale.astype(np.float64))
-        zp = np.where(degenerate, 0, zp)
-        zero_point = np.clip(zp, qmin, qmax).astype(np.int64)
+        scale, zero_point = affine_qparams(mn, mx, qmin, qmax)
     grid_end = scale.astype(np.float64) * np.maximum(qmax - zero_point, zero_point - qmin)
-    if np.any(grid_end > _FLOAT32_MAX):
+    if not np.all(np.isfinite(scale)) or np.any(grid_end > FLOAT32_MAX):
         raise ValueError(
-            f"min_val, max_val: range too wide: the grid's ends overflow float32 "
-            f"(min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
+            f"min_val, max_val: range too wide: the float32 scale or the grid's ends overflow "
+            f"float32 (min_val down to {mn.min()!r}, max_val up to {mx.max()!r})"
         )
     return QParams(
         scale=scale,
@@ -464,9 +273,9 @@ class QScheme:
 
     def __post_init__(self) -> None:
         qrange(self.bits, self.signed, self.narrow_range)  # checks bits, signed, narrow_range
-        _check_bool(self.symmetric, "symmetric")
-        _check_bool(self.per_channel, "per_channel")
-        _check_axis(self.channel_axis, "channel_axis", allow_none=False)
+        check_bool(self.symmetric, "symmetric")
+        check_bool(self.per_channel, "per_channel")
+        check_axis(self.channel_axis, "channel_axis", allow_none=False)
         if self.symmetric_convention not in _CONVENTIONS:
             raise ValueError(
                 f"symmetric_convention: expected one of {_CONVENTIONS}, "
@@ -488,13 +297,36 @@ class QScheme:
 
         Per channel, ``min_val``/``max_val`` are 1-D (one entry per channel) and the result
         records ``axis=channel_axis``; per tensor they are scalars.
+
+        Parameters
+        ----------
+        min_val, max_val : float or ndarray
+
+        Returns
+        -------
+        QParams
         """
         axis = self.channel_axis if self.per_channel else None
         return choose_qparams(min_val, max_val, axis=axis, **self.qparams_kwargs())
 
     def for_tensor(self, x) -> QParams:
         """Parameters covering the values of ``x``: its min and max, per channel along
-        ``channel_axis`` when ``per_channel`` (reducing over every other axis)."""
+        ``channel_axis`` when ``per_channel`` (reducing over every other axis).
+
+        Parameters
+        ----------
+        x : array_like of float
+            Finite.
+
+        Returns
+        -------
+        QParams
+
+        Raises
+        ------
+        ValueError
+            Naming ``x`` or ``channel_axis``.
+        """
         x = as_float_array(x, "x")
         if not self.per_channel:
             return self.choose(x.min(), x.max())
@@ -506,7 +338,16 @@ class QScheme:
         return self.choose(x.min(axis=others), x.max(axis=others))
 
     def with_bits(self, bits: int) -> QScheme:
-        """The same scheme at another bit width."""
+        """The same scheme at another bit width.
+
+        Parameters
+        ----------
+        bits : int
+
+        Returns
+        -------
+        QScheme
+        """
         return dataclasses.replace(self, bits=bits)
 
 
@@ -532,7 +373,21 @@ SCHEMES: dict[str, QScheme] = {
 
 
 def get_scheme(name_or_scheme: str | QScheme) -> QScheme:
-    """A ``QScheme`` given itself or one of the preset names in ``SCHEMES``."""
+    """A ``QScheme`` given itself or one of the preset names in ``SCHEMES``.
+
+    Parameters
+    ----------
+    name_or_scheme : str or QScheme
+
+    Returns
+    -------
+    QScheme
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``scheme``.
+    """
     if isinstance(name_or_scheme, QScheme):
         return name_or_scheme
     if not isinstance(name_or_scheme, str):

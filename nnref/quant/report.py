@@ -19,11 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nnref._checks import as_float_array, as_int_array, check_int_in_range, describe
+from nnref._checks import as_float_array, as_int_array, check_finite, check_int_in_range, describe
 from nnref.layers import Linear
 from nnref.mlp import MLP
 from nnref.quant.convert import WEIGHT_ROUNDING
 from nnref.quant.ops import fake_quantize
+from nnref.quant.qat import prepare_qat
+from nnref.quant.qmodel import QuantizedMLP
 from nnref.quant.qparams import QScheme, get_scheme
 
 __all__ = [
@@ -71,6 +73,20 @@ def quantization_error(reference, approx) -> QuantError:
     ``10 log10(S / N) + 20 log10(max|r| / max|e|)`` with ``S = sum((r / max|r|)**2)`` and
     ``N = sum((e / max|e|)**2)``, equal to the formula above but free of overflow and
     underflow for any finite input.
+
+    Parameters
+    ----------
+    reference, approx : array_like of real
+        Same shape, finite.
+
+    Returns
+    -------
+    QuantError
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     r = as_float_array(reference, "reference", dtype=np.float64)
     a = as_float_array(approx, "approx", dtype=np.float64)
@@ -112,9 +128,9 @@ class WeightErrorRow(NamedTuple):
     scale_max: float
 
 
-def _check_model(model) -> MLP:
+def _check_model(model, what: str = "an MLP") -> MLP:
     if not isinstance(model, MLP):
-        raise TypeError(f"model: expected an MLP, got {describe(model)}")
+        raise TypeError(f"model: expected {what}, got {describe(model)}")
     return model
 
 
@@ -131,6 +147,22 @@ def weight_error_report(model: MLP, scheme: str | QScheme, bits: int | None = No
     :func:`~nnref.quant.convert.quantize_model`; ``"half_even"`` gives PyTorch's. ``scheme`` is a ``QScheme`` or preset name (``"tflite_int8_weights"``,
     ...); ``bits`` (2..16), if given, replaces the scheme's width. Biases are not
     reported: they become int32 with a far finer grid. Rows are named ``W1, W2, ...``.
+
+    Parameters
+    ----------
+    model : MLP
+    scheme : str or QScheme
+    bits : int, optional
+    rounding : {"half_away", "half_even"}
+
+    Returns
+    -------
+    list of WeightErrorRow
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     model = _check_model(model)
     s = get_scheme(scheme)
@@ -157,7 +189,13 @@ class ActivationErrorRow(NamedTuple):
 
 def _float_trace(model: MLP, x: np.ndarray) -> list[np.ndarray]:
     """``[x, h_1, ..., logits]`` of the float model (``h_l`` after the activation)."""
-    h = model._check_x(x)
+    h = as_float_array(x, "x", ndim=2)
+    if h.shape[1] != model.in_features:
+        raise ValueError(f"x: expected {model.in_features} features per example (shape (batch, "
+                         f"{model.in_features})), got shape {h.shape}")
+    with np.errstate(over="ignore"):
+        h = h.astype(model.dtype, copy=False)
+    check_finite(h, f"x (as the model's {model.dtype})")
     out = [h]
     for k, layer in enumerate(model.layers):
         h = layer.forward(h)
@@ -179,9 +217,24 @@ def activation_error_report(model: MLP, x, weight_bits: int = 8, act_bits: int =
     activation) vs the simulation's fake-quantized ``h_l``. Each row is
     :func:`quantization_error` over the whole batch; the error at layer l includes the
     error carried from the layers before it, i.e. it is the end-to-end error at that point.
-    """
-    from nnref.quant.qat import prepare_qat  # here: qat imports this package's modules
 
+    Parameters
+    ----------
+    model : MLP
+    x : array_like of float, shape (B, in_features)
+    weight_bits, act_bits : int
+    weight_scheme : str or QScheme
+    calibration_x : array_like of float, optional
+
+    Returns
+    -------
+    list of ActivationErrorRow
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
+    """
     model = _check_model(model)
     qat = prepare_qat(model, weight_bits=weight_bits, act_bits=act_bits, weight_scheme=weight_scheme)
     qat.calibrate(x if calibration_x is None else calibration_x).eval()
@@ -208,6 +261,20 @@ def pack_int4(q) -> np.ndarray:
     layout of ONNX's INT4 tensors). An odd count leaves the last high nibble 0. Returns a
     1-D uint8 array of ``ceil(n / 2)`` bytes. Raises ``TypeError`` for a non-integer
     dtype and ``ValueError`` for values outside ``[-8, 7]``.
+
+    Parameters
+    ----------
+    q : array_like of int
+        Values in [-8, 7].
+
+    Returns
+    -------
+    ndarray of uint8
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     q = as_int_array(q, "q", allow_empty=True)
     if q.size and (q.min() < -8 or q.max() > 7):
@@ -227,6 +294,21 @@ def unpack_int4(packed, n: int) -> np.ndarray:
     ``u`` (sign extension). ``packed`` must be a 1-D uint8 array of exactly
     ``ceil(n / 2)`` bytes, and for odd ``n`` the unused last high nibble must be 0 (as
     ``pack_int4`` writes it): anything else is a mismatched length or a corrupt buffer.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8
+    n : int
+        The number of values.
+
+    Returns
+    -------
+    ndarray of int8, shape (n,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
     packed = as_int_array(packed, "packed", dtype=np.uint8, ndim=1, allow_empty=True)
     n = check_int_in_range(n, "n", 0, 2**62)
@@ -246,7 +328,18 @@ def unpack_int4(packed, n: int) -> np.ndarray:
 
 
 def packed_size_bytes(n: int, bits: int) -> int:
-    """Bytes to store ``n`` values of ``bits`` bits each, packed: ``ceil(n * bits / 8)``."""
+    """Bytes to store ``n`` values of ``bits`` bits each, packed: ``ceil(n * bits / 8)``.
+
+    Parameters
+    ----------
+    n : int
+    bits : int
+
+    Returns
+    -------
+    int
+        ``ceil(n * bits / 8)``.
+    """
     n = check_int_in_range(n, "n", 0, 2**62)
     bits = check_int_in_range(bits, "bits", 1, 64)
     return (n * bits + 7) // 8
@@ -258,7 +351,22 @@ _FLOAT_BYTES = {"float32": 4, "float16": 2}
 
 def parse_precision(precision: str) -> tuple[str, int]:
     """``("float", bytes)`` for ``"float32"``/``"float16"``, ``("int", bits)`` for
-    ``"int2"`` ... ``"int8"``."""
+    ``"int2"`` ... ``"int8"``.
+
+    Parameters
+    ----------
+    precision : str
+
+    Returns
+    -------
+    tuple
+        ``(kind, width)``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``precision``.
+    """
     if isinstance(precision, str):
         if precision in _FLOAT_BYTES:
             return "float", _FLOAT_BYTES[precision]
@@ -286,7 +394,24 @@ class SizeBreakdown:
                 + self.activation_qparams)
 
 
-def model_size_bytes(model: MLP, precision: str, per_channel: bool = True) -> SizeBreakdown:
+def _layer_widths(model, precision, n_layers: int) -> tuple[str, list[tuple[str, int]]]:
+    """The precision label and one ``(kind, width)`` per layer."""
+    if precision is None:
+        if not isinstance(model, QuantizedMLP):
+            raise ValueError("precision: expected 'float32', 'float16', 'int2' ... 'int8' or one "
+                             "per layer, got None (only a QuantizedMLP knows its own widths)")
+        precision = [f"int{b}" for b in model.weight_bits_per_layer]
+    if not isinstance(precision, (list, tuple)):
+        return precision, [parse_precision(precision)] * n_layers  # refuses a non-str
+    if len(precision) != n_layers:
+        raise ValueError(f"precision: expected {n_layers} precisions (one per layer), got {len(precision)}")
+    widths = [parse_precision(p) for p in precision]
+    if any(kind != "int" for kind, _ in widths) and len(set(precision)) > 1:
+        raise ValueError(f"precision: per-layer precisions must all be 'int2' ... 'int8', got {list(precision)}")
+    return ("/".join(precision) if len(set(precision)) > 1 else precision[0]), widths
+
+
+def model_size_bytes(model, precision=None, per_channel: bool | None = None) -> SizeBreakdown:
     """Bytes needed to store ``model``'s parameters at ``precision``, itemised.
 
     For Linear layers with ``W_l`` of shape ``(in_l, out_l)``, ``L`` layers:
@@ -299,29 +424,52 @@ def model_size_bytes(model: MLP, precision: str, per_channel: bool = True) -> Si
       (``per_channel``) or per tensor; activation parameters (a float32 scale and a zero
       point) for the input and each layer's output, ``1 + L`` tensors.
 
+    Parameters
+    ----------
+    model : MLP or QuantizedMLP
+    precision : str or list of str, optional
+        One precision for every layer, or one ``"int{b}"`` per layer (mixed widths,
+        labelled ``"int4/int8/int8"``). None: a :class:`QuantizedMLP`'s own widths.
+    per_channel : bool, optional
+        Default True, or a :class:`QuantizedMLP`'s own choice. Ignored for floats.
+
+    Returns
+    -------
+    SizeBreakdown
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``model``, ``precision`` or ``per_channel``.
+
+    Notes
+    -----
     The count is for ReLU models: a tanh, sigmoid or leaky-ReLU model converted by
     :func:`~nnref.quant.convert.quantize_model` also stores, per hidden layer, a 256-byte
     lookup table and the pre-activation scale and zero point (see
-    :meth:`~nnref.quant.convert.QuantizedMLP.size_bytes`).
-
-    Zero points are counted at 4 bytes (int32, as nnref's ``QParams`` holds them).
-    Engines differ: TensorFlow Lite's flatbuffer stores them as int64 (8 bytes), ONNX in
-    the quantized type (1 byte); either way it is a few hundred bytes. Requantization
-    multipliers are not counted: engines derive them from the scales when loading.
-    ``per_channel`` is ignored for float precisions.
+    :meth:`~nnref.quant.qmodel.QuantizedMLP.size_bytes`). Zero points are counted at 4
+    bytes (int32, as nnref's ``QParams`` holds them); TensorFlow Lite stores int64, ONNX
+    the quantized type. Requantization multipliers are not counted: engines derive them
+    from the scales when loading.
     """
-    model = _check_model(model)
-    kind, width = parse_precision(precision)
-    shapes = [lin.W.shape for lin in model.linears]
+    if isinstance(model, QuantizedMLP):
+        shapes = [layer.w_q.shape for layer in model.layers]
+        own = model.layers[0].w_qparams.per_channel
+    else:
+        shapes = [lin.W.shape for lin in _check_model(model, "an MLP or a QuantizedMLP").linears]
+        own = True
+    label, widths = _layer_widths(model, precision, len(shapes))
     n_bias = sum(s[1] for s in shapes)
-    if kind == "float":
-        return SizeBreakdown(precision, width * sum(a * b for a, b in shapes), width * n_bias, 0, 0, 0)
+    if widths[0][0] == "float":
+        width = widths[0][1]
+        return SizeBreakdown(label, width * sum(a * b for a, b in shapes), width * n_bias, 0, 0, 0)
+    per_channel = own if per_channel is None else per_channel
     if not isinstance(per_channel, (bool, np.bool_)):
         raise TypeError(f"per_channel: expected a bool, got {describe(per_channel)}")
     n_channels = sum(s[1] if per_channel else 1 for s in shapes)
     return SizeBreakdown(
-        precision,
-        weights=sum(packed_size_bytes(a * b, width) for a, b in shapes),
+        label,
+        weights=sum(packed_size_bytes(a * b, w) for (a, b), (_, w) in zip(shapes, widths)),
         biases=4 * n_bias,
         weight_scales=4 * n_channels,
         weight_zero_points=4 * n_channels,
@@ -343,10 +491,33 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
     ``format(v, floatfmt)``. ``align`` is a string of ``"l"``/``"r"``, one per column;
     by default a column whose non-empty cells are all numbers is right-aligned, any
     other left-aligned. Every row must have ``len(headers)`` cells.
+
+    Parameters
+    ----------
+    rows : sequence of sequence
+    headers : sequence of str
+    floatfmt : str
+    align : str, optional
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument.
     """
+    for value, name in ((rows, "rows"), (headers, "headers")):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name}: expected a sequence, got {describe(value)}")
+    if not isinstance(floatfmt, str):
+        raise TypeError(f"floatfmt: expected a format string such as '.4g', got {describe(floatfmt)}")
     headers = [str(h) for h in headers]
     body = []
     for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+            raise TypeError(f"rows[{i}]: expected a sequence of cells, got {describe(row)}")
         row = list(row)
         if len(row) != len(headers):
             raise ValueError(f"rows[{i}]: expected {len(headers)} cells (one per header), "
@@ -362,6 +533,16 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
                          f"got {align!r}")
 
     def cell(v) -> str:
+        """One cell as text.
+
+        Parameters
+        ----------
+        v : object
+
+        Returns
+        -------
+        str
+        """
         if v is None:
             return ""
         if isinstance(v, (float, np.floating)):
@@ -372,6 +553,16 @@ def format_table(rows, headers, floatfmt: str = ".4g", align=None) -> str:
     widths = [max([len(headers[j])] + [len(t[j]) for t in text]) for j in range(len(headers))]
 
     def line(cells) -> str:
+        """One row of cells, padded and joined.
+
+        Parameters
+        ----------
+        cells : list of str
+
+        Returns
+        -------
+        str
+        """
         parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
         return "  ".join(parts).rstrip()
 
