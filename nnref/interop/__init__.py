@@ -1,0 +1,1 @@
+"""nnref as an engine's oracle (the optional extra ``interop``)."""
