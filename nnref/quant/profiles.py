@@ -1,0 +1,216 @@
+"""Rounding profiles: how each engine path turns an int32 accumulator into an int8 value.
+
+An int8 fully connected layer computes the same int32 accumulator ``acc`` (plus bias) in
+every engine; engines differ only in how they apply the real multiplier
+``M = s_in * s_w / s_out`` and round. Each profile is that one step, as a plain function
+of a few lines, measured element for element against the engine it names
+(``tests/test_interop_profiles.py`` runs the engines; ``tests/test_profiles.py`` checks
+the laws and worked values without them):
+
+======================  ==============================================  =======================
+profile                 arithmetic (``acc`` the int32 accumulator)      engine path
+======================  ==============================================  =======================
+``"single"``            ``(acc * m0 + 2**(t-1)) >> t``, ``t = 31 - shift``  LiteRT reference kernels
+``"double"``            ``RDBPOT(SRDHM(acc * 2**l, m0), r)``            gemmlowp, Jacob et al. 2018
+``"double_up"``         ``RSHIFT_UP(SRDHM(acc * 2**l, m0), r)``         LiteRT optimized kernels (ruy)
+``"float32"``           ``rint(float32(acc) * float32(M))``             XNNPACK, onnxruntime
+======================  ==============================================  =======================
+
+with ``l = max(shift, 0)``, ``r = max(-shift, 0)``, ``(m0, shift) =
+quantize_multiplier(M)``, SRDHM gemmlowp's saturating rounding doubling high multiply
+(ties toward +infinity), RDBPOT its rounding divide by a power of two (ties away from
+zero) and RSHIFT_UP a rounding right shift with ties toward +infinity,
+``floor((x + 2**(r-1)) / 2**r)``. The two double roundings differ only when the first
+result is negative and exactly halfway: ``acc * M = -83.500566`` can first round to
+``-334`` (``r = 2``), which is ``-83.5`` after the shift; ``"double"`` gives ``-84``,
+``"double_up"`` ``-83``, ``"single"`` (nearest to -83.500566) ``-84``.
+
+``"float32"`` multiplies in float32, so a product like ``159.499995588`` becomes the
+float32 ``159.5`` before rounding, and rounds half to even (``160``); the multiplier is
+``float32(float32(s_in) * float32(s_w)) / float32(s_out)``. The engines on that path also
+quantize the float input half to even (``rint(x / s) + zp``), where LiteRT's QUANTIZE
+rounds half away from zero: :data:`INPUT_ROUNDING`.
+
+After the profile: ``clamp(scaled + zp_out, act_min, act_max)`` as int8, as in
+:class:`~nnref.quant.QuantizedLayer`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnref._checks import describe
+from nnref.quant.convert import QuantizedLayer, QuantizedMLP
+from nnref.quant.fixed_point import (
+    INT32_MIN,
+    multiply_by_quantized_multiplier,
+    saturating_rounding_doubling_high_mul,
+)
+
+__all__ = [
+    "PROFILES",
+    "INPUT_ROUNDING",
+    "ENGINE_PROFILES",
+    "rounding_shift_ties_up",
+    "double_up_formula",
+    "float32_formula",
+    "profile_scaled",
+    "profile_requantized",
+    "profile_forward",
+    "model_profile",
+]
+
+#: Profile name -> what it follows.
+PROFILES = {
+    "single": "LiteRT reference kernels (TFLITE_SINGLE_ROUNDING): one rounding, ties toward +inf",
+    "double": "gemmlowp / Jacob et al. 2018: SRDHM then RDBPOT (ties away from zero)",
+    "double_up": "LiteRT optimized kernels (ruy), no delegate: SRDHM then a right shift with ties toward +inf",
+    "float32": "XNNPACK (LiteRT's default delegate) and onnxruntime: float32 product, ties to even",
+}
+#: How each profile's engines quantize the float input: half away from zero (LiteRT's
+#: QUANTIZE, ``std::round``) or half to even (XNNPACK, ONNX QuantizeLinear).
+INPUT_ROUNDING = {"single": "half_away", "double": "half_away", "double_up": "half_away",
+                  "float32": "half_even"}
+#: The profile each engine path of :mod:`nnref.interop` follows (measured).
+ENGINE_PROFILES = {"litert_reference": "single", "litert_optimized": "double_up",
+                   "litert_default": "float32", "onnxruntime": "float32"}
+
+
+def rounding_shift_ties_up(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """``x / 2**exponent`` rounded to nearest, ties toward +infinity (plain math).
+
+    Formula: ``floor((x + 2**(e-1)) / 2**e)`` for ``e >= 1``, ``x`` for ``e == 0``, computed
+    as ``(x + 2**e // 2) >> e`` (numpy's ``>>`` floors). ``x`` int64 with ``|x| <= 2**31``,
+    ``exponent`` int64 in ``[0, 31]``; returns int64. Source: ruy's rounding right shift
+    in its fixed-point output stage (LiteRT's optimized kernels).
+    """
+    return (x + ((np.int64(1) << exponent) >> 1)) >> exponent
+
+
+def double_up_formula(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Profile ``"double_up"``: ``RSHIFT_UP(SRDHM(acc * 2**l, m0), r)`` (plain math).
+
+    ``l = max(shift, 0)``, ``r = max(-shift, 0)``; SRDHM is
+    :func:`~nnref.quant.fixed_point.saturating_rounding_doubling_high_mul`. ``acc`` int32,
+    ``m0`` int32 in ``[2**30, 2**31)`` (or 0), ``shift`` int32 in ``[-31, 0]``, broadcast
+    together; returns int64. Measured against LiteRT's optimized FULLY_CONNECTED.
+    """
+    left = np.maximum(shift, 0).astype(np.int64)
+    right = np.maximum(-shift, 0).astype(np.int64)
+    high = saturating_rounding_doubling_high_mul((acc.astype(np.int64) << left).astype(np.int32), m0)
+    return rounding_shift_ties_up(np.asarray(high, dtype=np.int64), right)
+
+
+def float32_formula(acc: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """Profile ``"float32"``: ``rint(float32(acc) * multiplier)`` (plain math).
+
+    ``acc`` int32, ``multiplier`` float32 (broadcast along the last axis); the product is
+    a float32 multiply and ``rint`` rounds half to even. The float32 is clamped to the int32
+    range before the integer cast (the later int8 clamp makes that invisible). Returns
+    int64. Source: XNNPACK's fp32 requantization, onnxruntime's MLAS ``RequantizeOutput``.
+    """
+    v = np.rint(acc.astype(np.float32) * multiplier.astype(np.float32))
+    return np.clip(v, np.float32(INT32_MIN), np.float32(-INT32_MIN)).astype(np.int64)  # 2**31: exact
+
+
+def _check_int32(a, name: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype != np.int32:
+        raise TypeError(f"{name}: expected an int32 array, got {describe(a)}")
+    return a
+
+
+def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray:
+    """The requantized value before the zero point, ``acc * M`` rounded by ``profile``.
+
+    Parameters
+    ----------
+    profile : {"single", "double", "double_up", "float32"}
+        See :data:`PROFILES`.
+    acc : numpy.ndarray of int32, shape (..., N)
+        Accumulators plus bias.
+    m0, shift : numpy.ndarray of int32, shape (N,)
+        The fixed-point multiplier per output channel (``quantize_multiplier``);
+        ``shift <= 0`` for the double roundings (``M < 1``, every converter-made layer).
+    float_multiplier : numpy.ndarray of float32, shape (N,)
+        ``float32(float32(s_in) * float32(s_w)) / float32(s_out)`` (``"float32"`` only).
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of ``acc``.
+
+    Raises
+    ------
+    TypeError
+        ``acc``, ``m0`` or ``shift`` not int32 arrays; ``float_multiplier`` not float32.
+    ValueError
+        An unknown profile; channel counts that differ; a positive shift with
+        ``"double_up"``.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
+    acc, m0, shift = _check_int32(acc, "acc"), _check_int32(m0, "m0"), _check_int32(shift, "shift")
+    if not (isinstance(float_multiplier, np.ndarray) and float_multiplier.dtype == np.float32):
+        raise TypeError(f"float_multiplier: expected a float32 array, got {describe(float_multiplier)}")
+    n = acc.shape[-1] if acc.ndim else None
+    for name, a in (("m0", m0), ("shift", shift), ("float_multiplier", float_multiplier)):
+        if a.shape != (n,):
+            raise ValueError(f"{name}: expected shape ({n},) (one per channel of acc {acc.shape}), got {a.shape}")
+    if profile in ("single", "double"):
+        return np.asarray(multiply_by_quantized_multiplier(acc, m0, shift, profile), dtype=np.int64)
+    if profile == "double_up":
+        if np.any(shift > 0) or np.any((m0 != 0) & (m0 < 2**30)):
+            raise ValueError(f"shift, m0: expected shift <= 0 and m0 from quantize_multiplier, got shift "
+                             f"up to {int(shift.max())}")
+        return double_up_formula(acc, m0, shift)
+    return float32_formula(acc, float_multiplier)
+
+
+def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray:
+    """A :class:`~nnref.quant.QuantizedLayer`'s requantized int8 output under ``profile``.
+
+    ``clamp(profile_scaled(acc_bias) + zp, act_min, act_max)`` as int8, with the layer's
+    multipliers, zero point and clamp bounds: the value LiteRT's FULLY_CONNECTED writes
+    (before a TANH / LOGISTIC table, which ``layer.lut`` then applies).
+
+    Parameters
+    ----------
+    layer : QuantizedLayer
+    acc_bias : numpy.ndarray of int32, shape (B, layer.out_features)
+        ``layer.trace(x_q)["acc_bias"]``.
+    profile : str
+        A key of :data:`PROFILES`.
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (B, layer.out_features).
+    """
+    if not isinstance(layer, QuantizedLayer):
+        raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
+    scaled = profile_scaled(profile, acc_bias, layer.m0, layer.shift,
+                            np.asarray(layer.float_multiplier, dtype=np.float32))
+    return np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
+
+
+def profile_forward(model, x_q: np.ndarray, profile: str) -> np.ndarray:
+    """A :class:`~nnref.quant.QuantizedMLP`'s int8 logits with every layer requantized by
+    ``profile`` (:func:`profile_requantized`, then each layer's lookup table).
+
+    ``x_q``: (B, in_features) int8. Returns (B, n_outputs) int8. With the model's own
+    profile (``"single"`` / ``"double"`` for fixed point, ``"float32"`` for ``"float"``)
+    this is ``model.forward_int(x_q)`` bit for bit.
+    """
+    if not isinstance(model, QuantizedMLP):
+        raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
+    h = x_q
+    for layer in model.layers:
+        out = profile_requantized(layer, layer.trace(h)["acc_bias"], profile)
+        h = out if layer.lut is None else layer.lut[out.astype(np.intp) + 128]
+    return h
+
+
+def model_profile(model) -> str:
+    """The profile a :class:`~nnref.quant.QuantizedMLP` itself follows: its fixed-point
+    rounding (``"single"`` or ``"double"``), or ``"float32"`` for ``requantization="float"``."""
+    if not isinstance(model, QuantizedMLP):
+        raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
+    return "float32" if model.requantization == "float" else model.rounding
