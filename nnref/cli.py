@@ -4,6 +4,9 @@
                                           the main job (see :mod:`nnref.pipeline`)
 ``python -m nnref train --dataset digits --hidden 64 32 --epochs 30 --seed 0 [--save m.npz]``
                                           train one MLP and print the test accuracy
+``python -m nnref compare MODEL --data digits``
+                                          where an engine differs from nnref (needs the extra
+                                          ``interop``; see :mod:`nnref.interop`)
 """
 
 from __future__ import annotations
@@ -118,9 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = ("train", "download-mnist")
 
 
+def _compare(argv: list) -> int:
+    """``compare``: handled by :mod:`nnref.interop.cli` (the optional extra ``interop``)."""
+    try:
+        from .interop.cli import add_compare_arguments, run_compare
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m nnref compare",
+                                     description="where an engine's int8 values differ from nnref's, and why")
+    return run_compare(add_compare_arguments(parser).parse_args(argv))
+
+
 def main(argv=None) -> int:
     """Dispatch: a known sub-command, else the main job with its options."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "compare":
+        return _compare(argv[1:])
     if argv and argv[0] in COMMANDS:
         args = build_parser().parse_args(argv)
         return args.func(args)
