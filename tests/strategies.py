@@ -68,3 +68,11 @@ def quant_settings(bits=bit_widths):
             "symmetric_convention": st.sampled_from(["tflite", "pytorch"]),
         }
     )
+
+
+# --------------------------------------------------------------------------- rounding profiles
+#: int32 accumulators and normalised fixed-point multipliers M < 1 (shift <= 0), as every
+#: converter-made layer has (nnref.quant.profiles).
+int32_values = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+normalised_m0 = st.integers(min_value=2**30, max_value=2**31 - 1)
+nonpositive_shifts = st.integers(min_value=-31, max_value=0)
