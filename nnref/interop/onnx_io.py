@@ -247,7 +247,7 @@ def _make_layer(r: _Reader, n: int, p: dict, out_qp: QParams) -> QuantizedLayer:
     per_channel = ws.ndim == 1
     qmin = -(2 ** (bits - 1)) + int(narrow)
     w_qp = QParams(scale=ws if per_channel else ws.reshape(()), zero_point=np.zeros(ws.shape, np.int32).reshape(ws.shape),
-                   qmin=qmin, qmax=2 ** (bits - 1) - 1, bits=bits, signed=True, axis=1 if per_channel else None,
+                   qmin=qmin, qmax=2 ** (bits - 1) - 1, bits=bits, signed=True, axis=-1 if per_channel else None,
                    scheme="symmetric", narrow_range=narrow)
     act = meta("activation", None)
     if p["lut"] is not None:

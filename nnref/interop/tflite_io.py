@@ -20,6 +20,7 @@ the multipliers exactly as LiteRT's FULLY_CONNECTED ``Prepare`` does:
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,7 +164,7 @@ def _weights(g: _Graph, w_idx: int, b_idx: int, where: str):
     # per-channel order; its per-tensor order rounds s_in * s_w to float32 first.
     w_qp = QParams(scale=np.broadcast_to(scale, (n,)), zero_point=np.zeros(n, np.int32),
                    qmin=-127 if narrow else -128, qmax=127, bits=8, signed=True,
-                   axis=1, scheme="symmetric", narrow_range=narrow)
+                   axis=-1, scheme="symmetric", narrow_range=narrow)
     if b_idx < 0:
         bias = np.zeros(n, np.int32)
     else:
@@ -264,7 +265,15 @@ def read_tflite(path) -> TFLiteMLP:
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
-    g = _Graph(path, data)
+    try:
+        return _read(_Graph(path, data))
+    except (IndexError, struct.error, TypeError, AttributeError) as exc:  # offsets past the end
+        raise ValueError(f"{path}: corrupt TensorFlow Lite FlatBuffer ({type(exc).__name__}: {exc})") from None
+
+
+def _read(g: _Graph) -> TFLiteMLP:
+    """The chain walk of :func:`read_tflite` on a parsed graph."""
+    path = g.path
     ops = [g.sub.Operators(i) for i in range(g.sub.OperatorsLength())]
     _check_supported(g, ops)
     names = tuple(_op_name(g.op_code(op)) for op in ops)

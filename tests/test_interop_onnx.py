@@ -1,0 +1,114 @@
+"""to_onnx / from_onnx: onnxruntime runs the exported model as nnref's float requantization
+path, bit for bit, and the round trip keeps every parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from nnref.data import load_digits
+from nnref.interop import from_onnx, from_tflite, read_onnx, run_onnxruntime, to_onnx
+from nnref.interop.compare import quantize_input_as
+from nnref.mlp import MLP
+from nnref.quant import quantize_model
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()[0]
+
+
+def models():
+    """Converter-made models and nnref-made ones (per tensor, leaky ReLU, double rounding)."""
+    rng = np.random.default_rng(0)
+    cal = rng.uniform(0, 1, (256, 64))
+    yield "tflite_relu", from_tflite(FIXTURES / "digits_relu_per_channel.tflite")
+    yield "tflite_tanh", from_tflite(FIXTURES / "digits_tanh.tflite")
+    yield "tflite_sigmoid", from_tflite(FIXTURES / "digits_sigmoid.tflite")
+    yield "nnref_per_tensor", quantize_model(MLP([64, 24, 10], seed=1), cal, weight_scheme="tflite_int8_weights_per_tensor")
+    yield "nnref_leaky_4bit", quantize_model(MLP([64, 16, 16, 10], activation="leaky_relu", seed=2), cal, bits=4,
+                                             rounding="double")
+
+
+MODELS = dict(models())
+
+
+def same_parameters(a, b) -> bool:
+    if a.input_qparams != b.input_qparams or len(a.layers) != len(b.layers):
+        return False
+    for la, lb in zip(a.layers, b.layers):
+        if not (np.array_equal(la.w_q, lb.w_q) and np.array_equal(la.bias_q, lb.bias_q)
+                and la.w_qparams == lb.w_qparams and la.in_qparams == lb.in_qparams
+                and la.out_qparams == lb.out_qparams and la.pre_qparams == lb.pre_qparams
+                and la.activation == lb.activation and la.alpha == lb.alpha
+                and (la.act_min, la.act_max) == (lb.act_min, lb.act_max)
+                and ((la.lut is None and lb.lut is None) or np.array_equal(la.lut, lb.lut))):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_onnxruntime_runs_the_export_as_nnrefs_float_path(name, digits, tmp_path):
+    model = MODELS[name]
+    path = tmp_path / "m.onnx"
+    to_onnx(model, path)
+    info = read_onnx(path)  # requantization="float": what onnxruntime computes
+    rng = np.random.default_rng(3)
+    x = np.concatenate([digits, rng.uniform(-0.25, 1.25, (2000, 64))])  # also negative, saturating inputs
+    out = {k: v.reshape(len(x), -1) for k, v in run_onnxruntime(path, x).items()}
+    x_q = quantize_input_as(info.model, x, "half_even")  # QuantizeLinear: ties to even
+    assert np.array_equal(out[info.quantized_input_name], x_q)
+    logits, records = info.model.forward_int(x_q, trace=True)
+    for (req, y), record in zip(info.layer_names, records):
+        assert np.array_equal(out[req], record["out"])
+        assert np.array_equal(out[y], record["y"])
+    assert info.model.requantization == "float"
+
+
+@pytest.mark.parametrize("fmt", ["qoperator", "qdq"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_from_onnx_of_to_onnx_keeps_every_parameter(name, fmt, tmp_path):
+    model = MODELS[name]
+    to_onnx(model, tmp_path / "m.onnx", format=fmt)
+    back = from_onnx(tmp_path / "m.onnx", requantization=model.requantization)
+    assert same_parameters(back, model)
+    assert back.rounding == "single"
+    onnx.checker.check_model(onnx.load(tmp_path / "m.onnx"))
+
+
+def test_the_qoperator_graph_uses_standard_operators_only(tmp_path):
+    to_onnx(MODELS["tflite_tanh"], tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("QLinearConv") == 2 and ops.count("Gather") == 1
+    assert all(n.domain in ("", "ai.onnx") for n in graph.node)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(TypeError, match="qmodel"):
+        to_onnx("model", tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="format"):
+        to_onnx(MODELS["tflite_relu"], tmp_path / "m.onnx", format="qlinear")
+    with pytest.raises(FileNotFoundError):
+        from_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00\x01 not a protobuf model \xff" * 3)
+    with pytest.raises(ValueError, match="junk.onnx"):
+        from_onnx(tmp_path / "junk.onnx")
+    to_onnx(MODELS["tflite_relu"], tmp_path / "m.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    node = next(n for n in model.graph.node if n.op_type == "QLinearConv")
+    node.op_type, node.domain = "QGemm", "com.microsoft"
+    onnx.save(model, tmp_path / "foreign.onnx")
+    with pytest.raises(ValueError, match=r"node \d+ \(QGemm .*com.microsoft.QGemm is not supported"):
+        from_onnx(tmp_path / "foreign.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    init = next(i for i in model.graph.initializer if i.name == "input.zero_point")
+    init.CopyFrom(onnx.numpy_helper.from_array(np.uint8(0), "input.zero_point"))
+    onnx.save(model, tmp_path / "uint8.onnx")
+    with pytest.raises(ValueError, match="int8 zero point"):
+        from_onnx(tmp_path / "uint8.onnx")
