@@ -92,3 +92,25 @@ def test_nnref_imports_without_the_extra_and_interop_names_it(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install nnref\[interop\].*missing: onnx, ai-edge-litert"):
         import nnref.interop  # noqa: F401
     assert main(["compare", "model.tflite"]) == 2
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_the_readme_compare_block_is_what_the_command_prints(capsys):
+    block = README.split("## nnref as an engine's oracle")[1].split("```\n")[2]  # the output block
+    main(["compare", "tests/fixtures/digits_relu_per_channel.tflite", "--data", "digits",
+          "--engine", "litert_optimized", "--details", "4"])
+    assert capsys.readouterr().out.strip() == block.strip()
+
+
+def test_the_readme_engine_table_is_what_compare_measures(digits, tmp_path):
+    path = FIXTURES / "digits_relu_per_channel.tflite"
+    to_onnx(from_tflite(path), tmp_path / "m.onnx")
+    section = README.split("## nnref as an engine's oracle")[1].split("## Figures")[0]
+    for engine in ("litert_reference", "litert_optimized", "litert_default", "onnxruntime"):
+        report = compare(tmp_path / "m.onnx" if engine == "onnxruntime" else path, digits, engine)
+        logits = report.stages[-1]
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{engine}` |"))
+        assert f"`{ENGINE_PROFILES[engine]}`" in row and ENGINE_PROFILES[engine] in logits.explained_by
+        assert row.endswith(f"| {logits.per_profile['single']:,} of {logits.values:,} |")

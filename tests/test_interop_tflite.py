@@ -12,7 +12,7 @@ import tflite
 from nnref.data import load_digits
 from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
-from nnref.quant import quantize_model
+from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, quantize_model
 from nnref.quant.profiles import ENGINE_PROFILES, profile_forward
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -86,6 +86,25 @@ def test_quantize_model_chooses_the_converters_parameters(digits):
         assert np.array_equal(a.bias_q, b.bias_q)
         assert a.out_qparams.zero_point == b.out_qparams.zero_point
         assert abs(a.out_qparams.scale - b.out_qparams.scale) <= np.spacing(b.out_qparams.scale)
+
+
+def test_litert_2_computes_a_per_tensor_multiplier_in_double_precision(digits):
+    """Why from_tflite gives a per-tensor scale to every channel: QuantizedLayer's per-tensor
+    order (float32 product s_in * s_w, TensorFlow Lite 1.x/2.x GetQuantizedConvolutionMultipler)
+    is off by one on the per-tensor fixture; LiteRT 2.x's double-precision order is exact."""
+    info = read_tflite(fixture("digits_relu_per_tensor"))
+    reference = run_litert(info.path, digits, "litert_reference")[info.layer_tensors[-1][1]]
+    layers = []
+    for layer in info.model.layers:
+        qp = layer.w_qparams
+        per_tensor = QParams(scale=qp.scale[0], zero_point=np.int32(0), qmin=qp.qmin, qmax=qp.qmax, bits=8,
+                             signed=True, scheme="symmetric", narrow_range=qp.narrow_range)
+        layers.append(QuantizedLayer(layer.w_q, layer.bias_q, per_tensor, layer.in_qparams, layer.out_qparams,
+                                     layer.activation))
+    float32_order = QuantizedMLP(layers, info.model.input_qparams)
+    x_q = info.model.quantize_input(digits)
+    assert np.array_equal(info.model.forward_int(x_q), reference)
+    assert 0 < np.count_nonzero(float32_order.forward_int(x_q) != reference) <= 5
 
 
 # --------------------------------------------------------------------------- errors

@@ -143,9 +143,10 @@ def _run(model_path: str, x: np.ndarray, engine: str):
         logits = out[info.layer_tensors[-1][1]] if layers[-1] is not None else out[info.output_tensor]
         return info.model, out.get(info.quantized_input_tensor), layers, logits
     info = read_onnx(model_path)
-    out = {k: v.reshape(len(x), -1) for k, v in run_onnxruntime(model_path, x).items()}
-    layers = [(out[a], out[b]) for a, b in info.layer_names]
-    return info.model, out[info.quantized_input_name], layers, layers[-1][1]
+    out = run_onnxruntime(model_path, x)
+    flat = lambda name: out[name].reshape(len(x), -1)  # noqa: E731 - (B, N, 1, 1) -> (B, N)
+    layers = [(flat(a), flat(b)) for a, b in info.layer_names]
+    return info.model, flat(info.quantized_input_name), layers, layers[-1][1]
 
 
 def _int8_logits(model: QuantizedMLP, logits: np.ndarray) -> np.ndarray:
