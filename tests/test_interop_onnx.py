@@ -11,7 +11,7 @@ import pytest
 
 from nnref.data import load_digits
 from nnref.interop import from_onnx, from_tflite, read_onnx, run_onnxruntime, to_onnx
-from nnref.interop.compare import quantize_input_as
+from nnref.quant.profiles import quantize_input_as
 from nnref.mlp import MLP
 from nnref.quant import quantize_model
 
@@ -59,7 +59,11 @@ def test_onnxruntime_runs_the_export_as_nnrefs_float_path(name, digits, tmp_path
     to_onnx(model, path)
     info = read_onnx(path)  # requantization="float": what onnxruntime computes
     rng = np.random.default_rng(3)
-    x = np.concatenate([digits, rng.uniform(-0.25, 1.25, (2000, 64))])  # also negative, saturating inputs
+    s = np.float64(model.input_qparams.scale)
+    ties = ((np.arange(-140, 140) + 0.5) * s).astype(np.float32)  # QuantizeLinear at k + 1/2 and next to it
+    ties = np.concatenate([np.nextafter(ties, -np.inf), ties, np.nextafter(ties, np.inf)])
+    x = np.concatenate([digits, rng.uniform(-0.25, 1.25, (2000, 64)),  # also negative, saturating inputs
+                        np.resize(ties, (len(ties) // 64 + 1) * 64).reshape(-1, 64)])
     out = {k: v.reshape(len(x), -1) for k, v in run_onnxruntime(path, x).items()}
     x_q = quantize_input_as(info.model, x, "half_even")  # QuantizeLinear: ties to even
     assert np.array_equal(out[info.quantized_input_name], x_q)

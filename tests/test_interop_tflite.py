@@ -13,7 +13,7 @@ from nnref.data import load_digits
 from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
 from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, quantize_model
-from nnref.quant.profiles import ENGINE_PROFILES, profile_forward
+from nnref.quant.profiles import ENGINE_INPUT_ROUNDINGS, ENGINE_PROFILES, profile_forward, quantize_input_as
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid"]
@@ -41,18 +41,37 @@ def test_from_tflite_is_bit_exact_with_litert_reference_kernels_on_every_digits_
     assert logits.shape == (len(digits), 10)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_litert_default_path_is_the_float32_profile(name, digits):
-    """The default path (XNNPACK) on every digits image: the float32 profile reproduces
-    every int8 logit (read back from the float output), whatever the reference says."""
-    info = read_tflite(fixture(name))
-    y = run_litert(info.path, digits, "litert_default")[info.output_tensor]
+def int8_logits(info, y: np.ndarray) -> np.ndarray:
+    """The int8 logits behind a DEQUANTIZE output (checked to dequantize back to it)."""
     qp = info.model.output_qparams
     logits = (np.rint(y / qp.scale) + int(qp.zero_point)).astype(np.int8)
     assert np.array_equal(((logits - np.float32(qp.zero_point)) * qp.scale).astype(np.float32), y)
-    x_q = np.clip(np.rint(digits.astype(np.float32) / info.model.input_qparams.scale)
-                  + int(info.model.input_qparams.zero_point), -128, 127).astype(np.int8)
+    return logits
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_litert_default_path_is_the_float32_profile(name, digits):
+    """The default path (XNNPACK) on every digits image and 20,000 random rows: the float32
+    profile with the reciprocal input rounding reproduces every int8 logit."""
+    info = read_tflite(fixture(name))
+    x = np.concatenate([digits, np.random.default_rng(0).uniform(0, 1, (20000, 64))])
+    logits = int8_logits(info, run_litert(info.path, x, "litert_default")[info.output_tensor])
+    x_q = quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS["litert_default"])
     assert np.array_equal(profile_forward(info.model, x_q, ENGINE_PROFILES["litert_default"]), logits)
+
+
+def test_each_litert_quantize_follows_its_input_rounding():
+    info = read_tflite(fixture("digits_tanh"))
+    s = np.float64(info.model.input_qparams.scale)
+    ties = ((np.arange(-140, 140) + 0.5) * s).astype(np.float32)
+    x = np.concatenate([np.nextafter(ties, -np.inf), ties, np.nextafter(ties, np.inf)])
+    x = np.resize(x, (len(x) // 64 + 1) * 64).reshape(-1, 64)
+    seen = {}
+    for engine in ("litert_reference", "litert_optimized"):
+        x_q = run_litert(info.path, x, engine)[info.quantized_input_tensor]
+        assert np.array_equal(x_q, quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS[engine]))
+        seen[engine] = x_q
+    assert np.count_nonzero(seen["litert_reference"] != seen["litert_optimized"]) > 10  # the rules do differ
 
 
 def test_what_from_tflite_reads(digits):

@@ -12,13 +12,16 @@ from hypothesis import strategies as st
 
 from nnref.quant import quantize_multiplier
 from nnref.quant.profiles import (
+    ENGINE_INPUT_ROUNDINGS,
     ENGINE_PROFILES,
-    INPUT_ROUNDING,
+    INPUT_ROUNDINGS,
     PROFILES,
     double_up_formula,
     float32_formula,
+    input_rounding_formula,
     profile_forward,
     profile_scaled,
+    quantize_input_as,
     rounding_shift_ties_up,
 )
 from tests.strategies import int32_values, nonpositive_shifts, normalised_m0
@@ -118,9 +121,64 @@ def test_float32_formula_saturates_instead_of_wrapping():
 
 
 def test_the_tables_name_every_profile_and_engine_path():
-    assert set(INPUT_ROUNDING) == set(PROFILES)
+    assert set(ENGINE_INPUT_ROUNDINGS) == set(ENGINE_PROFILES)
+    assert set(ENGINE_INPUT_ROUNDINGS.values()) <= set(INPUT_ROUNDINGS)
     assert set(ENGINE_PROFILES.values()) <= set(PROFILES)
     assert ENGINE_PROFILES["litert_reference"] == "single"
+
+
+def tie_inputs(scale: np.float32) -> np.ndarray:
+    """float32 inputs at and next to every k + 1/2 of the grid, k in [-130, 130]."""
+    base = ((np.arange(-130, 131) + 0.5) * np.float64(scale)).astype(np.float32)
+    return np.concatenate([np.nextafter(base, -np.inf), base, np.nextafter(base, np.inf)])
+
+
+@given(st.floats(min_value=2**-12, max_value=4.0, width=32), st.integers(-128, 127))
+def test_input_roundings_are_within_half_of_the_quotient_and_differ_only_near_ties(scale, zp):
+    scale = np.float32(scale)
+    x = tie_inputs(scale)
+    q = {r: input_rounding_formula(x, scale, zp, r).astype(np.int64) for r in INPUT_ROUNDINGS}
+    exact = np.array([Fraction(float(v)) / Fraction(float(scale)) for v in x])  # x / s exactly
+    inside = np.array([-128 <= e + zp <= 127 for e in exact])
+    for r, v in q.items():
+        assert np.all(np.abs((v - zp)[inside] - exact[inside].astype(float)) <= 0.5 + 1e-4), r
+    for a in q.values():
+        for b in q.values():
+            assert np.abs(a - b).max() <= 1
+    assert np.array_equal(q["half_away"][x >= 0] >= q["half_even"][x >= 0], np.ones(int((x >= 0).sum()), bool))
+
+
+def test_worked_value_the_reciprocal_moves_a_quotient_onto_a_tie():
+    scale = np.float32(1 / 255)
+    x = tie_inputs(scale)
+    by_reciprocal = x * (np.float32(1) / scale)
+    onto_tie = (by_reciprocal == np.floor(by_reciprocal) + np.float32(0.5)) & (x / scale != by_reciprocal)
+    assert onto_tie.any()
+    i = np.flatnonzero(onto_tie)[0]
+    by_division = float(x[i] / scale)
+    by_reciprocal = float(x[i] * (np.float32(1) / scale))
+    assert by_reciprocal == np.floor(by_reciprocal) + 0.5 and by_division != by_reciprocal
+    q = {r: int(input_rounding_formula(x[i:i + 1], scale, 0, r)[0]) for r in INPUT_ROUNDINGS}
+    assert q["reciprocal_half_even"] == round(by_reciprocal)  # to even
+    assert q["half_even"] == q["half_away"] == round(by_division)  # not a tie
+
+
+def test_quantize_input_as_half_away_is_the_models_quantize_input():
+    from nnref.mlp import MLP
+    from nnref.quant import quantize_model
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 2, (200, 8))
+    qm = quantize_model(MLP([8, 4], seed=0), x)
+    assert np.array_equal(quantize_input_as(qm, x, "half_away"), qm.quantize_input(x))
+    x_ties = tie_inputs(qm.input_qparams.scale)[:200].reshape(25, 8)
+    assert np.array_equal(quantize_input_as(qm, x_ties, "half_away"), qm.quantize_input(x_ties))
+    with pytest.raises(ValueError, match="rule"):
+        quantize_input_as(qm, x, "nearest")
+    with pytest.raises(ValueError, match="x"):
+        quantize_input_as(qm, x[:, :3], "half_even")
+    with pytest.raises(TypeError, match="model"):
+        quantize_input_as(None, x, "half_even")
 
 
 @pytest.mark.parametrize("kwargs, error, text", [

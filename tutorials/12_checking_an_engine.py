@@ -141,7 +141,8 @@ print({p: int(v[row, col]) - layer.zp_lin for p, v in values.items()}, "engine:"
 #
 # With the default op resolver (`BUILTIN`) the XNNPACK delegate takes the whole graph, so
 # only the output is observable. XNNPACK requantizes in float32, ties to even, and
-# quantizes the input half to even too:
+# quantizes the input by multiplying by the float32 reciprocal of the scale, ties to even
+# (as LiteRT's optimized QUANTIZE does; no digits pixel lies near a tie):
 #
 # $$\text{scaled} = \operatorname{rint}\big(\text{float32}(\text{acc}) \otimes \text{float32}(M)\big),$$
 #

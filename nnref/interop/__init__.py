@@ -22,7 +22,7 @@ if _missing:
     raise ImportError(f"nnref.interop needs the optional extra: pip install nnref[interop] "
                       f"(missing: {', '.join(_missing)}; or pip install {' '.join(_missing)})")
 
-from nnref.interop.compare import CompareReport, Mismatch, Stage, compare, quantize_input_as  # noqa: E402
+from nnref.interop.compare import CompareReport, Mismatch, Stage, compare  # noqa: E402
 from nnref.interop.engines import ENGINES, LITERT_PATHS, run_litert, run_onnxruntime  # noqa: E402
 from nnref.interop.onnx_io import FORMATS, ONNXMLP, from_onnx, read_onnx, to_onnx  # noqa: E402
 from nnref.interop.tflite_io import SUPPORTED_OPERATORS, TFLiteMLP, from_tflite, read_tflite  # noqa: E402
@@ -31,5 +31,5 @@ __all__ = [
     "REQUIRED", "from_tflite", "read_tflite", "TFLiteMLP", "SUPPORTED_OPERATORS",
     "to_onnx", "from_onnx", "read_onnx", "ONNXMLP", "FORMATS",
     "run_litert", "run_onnxruntime", "ENGINES", "LITERT_PATHS",
-    "compare", "CompareReport", "Stage", "Mismatch", "quantize_input_as",
+    "compare", "CompareReport", "Stage", "Mismatch",
 ]

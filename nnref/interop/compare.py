@@ -6,14 +6,15 @@ that stage**, so a difference is charged to the stage that made it, not to the o
 propagates into:
 
 - ``input``: the engine's QUANTIZE / QuantizeLinear against nnref's quantization of the
-  same floats, half away from zero (LiteRT) and half to even (ONNX, XNNPACK);
+  same floats under each input rounding of :data:`~nnref.quant.profiles.INPUT_ROUNDINGS`;
 - ``layer l``: the engine's requantized int8 output of FULLY_CONNECTED / QLinearConv
   against nnref's, from the same int8 input and so the same int32 accumulators, under
   every rounding profile of :mod:`nnref.quant.profiles`;
 - ``layer l table``: a TANH / LOGISTIC / Gather output against the layer's lookup table
   applied to the engine's own requantized values;
 - ``logits``: the engine's int8 logits against nnref's end to end from the float input,
-  per profile (each with its input rounding). On LiteRT's default path (the XNNPACK
+  per profile, each with the engine path's input rounding
+  (:data:`~nnref.quant.profiles.ENGINE_INPUT_ROUNDINGS`). On LiteRT's default path (the XNNPACK
   delegate runs the whole graph) this is the only stage the engine exposes.
 
 A profile *explains* a stage when it reproduces every value of it.
@@ -32,14 +33,16 @@ from nnref.interop.onnx_io import read_onnx
 from nnref.interop.tflite_io import read_tflite
 from nnref.quant import QuantizedMLP
 from nnref.quant.profiles import (
-    INPUT_ROUNDING,
+    ENGINE_INPUT_ROUNDINGS,
+    INPUT_ROUNDINGS,
     PROFILES,
     model_profile,
     profile_forward,
     profile_requantized,
+    quantize_input_as,
 )
 
-__all__ = ["Mismatch", "Stage", "CompareReport", "compare", "quantize_input_as"]
+__all__ = ["Mismatch", "Stage", "CompareReport", "compare"]
 
 #: How many differing values a report details.
 MAX_DETAILS = 8
@@ -119,19 +122,6 @@ class CompareReport:
             lines += [f"  {m}" for m in self.mismatches]
         lines.append("unexplained: " + (", ".join(self.unexplained) if self.unexplained else "none"))
         return "\n".join(lines)
-
-
-def quantize_input_as(model: QuantizedMLP, x: np.ndarray, rounding: str) -> np.ndarray:
-    """``clamp(round(float32(x) / float32(s_in)) + zp_in, -128, 127)`` as int8, rounding
-    ``"half_away"`` (LiteRT's QUANTIZE: ``model.quantize_input``) or ``"half_even"``
-    (ONNX QuantizeLinear, XNNPACK)."""
-    if rounding == "half_away":
-        return model.quantize_input(x)
-    if rounding != "half_even":
-        raise ValueError(f"rounding: expected 'half_away' or 'half_even', got {rounding!r}")
-    qp = model.input_qparams
-    v = np.rint(x.astype(np.float32) / qp.scale) + np.float32(qp.zero_point)
-    return np.clip(v, -128, 127).astype(np.int8)
 
 
 def _run(model_path: str, x: np.ndarray, engine: str):
@@ -214,9 +204,10 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
     model, x_q, layers, logits = _run(path, x, engine)
     reference = model_profile(model)
     stages, details = [], []
+    own_input = "half_even" if reference == "float32" else "half_away"  # the file's own engine
     if x_q is not None:
-        per = {r: int(np.count_nonzero(quantize_input_as(model, x, r) != x_q)) for r in ("half_away", "half_even")}
-        stages.append(Stage("input", int(x_q.size), per[INPUT_ROUNDING[reference]], per))
+        per = {r: int(np.count_nonzero(quantize_input_as(model, x, r) != x_q)) for r in INPUT_ROUNDINGS}
+        stages.append(Stage("input", int(x_q.size), per[own_input], per))
     h = x_q
     for l, pair in enumerate(layers):
         if pair is None:
@@ -230,7 +221,7 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
             table = model.layers[l].lut[pair[0].astype(np.intp) + 128]
             stages.append(Stage(f"layer {l} table", int(h.size), int(np.count_nonzero(table != h))))
     logits = _int8_logits(model, logits)
-    per = {p: int(np.count_nonzero(profile_forward(model, quantize_input_as(model, x, INPUT_ROUNDING[p]), p) != logits))
-           for p in PROFILES}
+    x_engine = quantize_input_as(model, x, ENGINE_INPUT_ROUNDINGS[engine])  # the engine path's own rule
+    per = {p: int(np.count_nonzero(profile_forward(model, x_engine, p) != logits)) for p in PROFILES}
     stages.append(Stage("logits (end to end)", int(logits.size), per[reference], per))
     return CompareReport(path, engine, reference, int(x.shape[0]), tuple(stages), tuple(details))

@@ -27,9 +27,14 @@ result is negative and exactly halfway: ``acc * M = -83.500566`` can first round
 
 ``"float32"`` multiplies in float32, so a product like ``159.499995588`` becomes the
 float32 ``159.5`` before rounding, and rounds half to even (``160``); the multiplier is
-``float32(float32(s_in) * float32(s_w)) / float32(s_out)``. The engines on that path also
-quantize the float input half to even (``rint(x / s) + zp``), where LiteRT's QUANTIZE
-rounds half away from zero: :data:`INPUT_ROUNDING`.
+``float32(float32(s_in) * float32(s_w)) / float32(s_out)``.
+
+The float input is quantized by one of three rules (:data:`INPUT_ROUNDINGS`,
+:func:`input_rounding_formula`): LiteRT's reference QUANTIZE divides and rounds half away
+from zero, onnxruntime divides and rounds half to even, LiteRT's optimized QUANTIZE and
+XNNPACK multiply by the float32 reciprocal of the scale and round half to even.
+:data:`ENGINE_PROFILES` and :data:`ENGINE_INPUT_ROUNDINGS` say which engine path follows
+which (measured by ``tests/test_interop_*.py``).
 
 After the profile: ``clamp(scaled + zp_out, act_min, act_max)`` as int8, as in
 :class:`~nnref.quant.QuantizedLayer`.
@@ -39,8 +44,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnref._checks import describe
+from nnref._checks import as_float_array, describe
 from nnref.quant.convert import QuantizedLayer, QuantizedMLP
+from nnref.quant.ops import round_half_away
 from nnref.quant.fixed_point import (
     INT32_MIN,
     multiply_by_quantized_multiplier,
@@ -49,8 +55,11 @@ from nnref.quant.fixed_point import (
 
 __all__ = [
     "PROFILES",
-    "INPUT_ROUNDING",
+    "INPUT_ROUNDINGS",
     "ENGINE_PROFILES",
+    "ENGINE_INPUT_ROUNDINGS",
+    "input_rounding_formula",
+    "quantize_input_as",
     "rounding_shift_ties_up",
     "double_up_formula",
     "float32_formula",
@@ -67,13 +76,38 @@ PROFILES = {
     "double_up": "LiteRT optimized kernels (ruy), no delegate: SRDHM then a right shift with ties toward +inf",
     "float32": "XNNPACK (LiteRT's default delegate) and onnxruntime: float32 product, ties to even",
 }
-#: How each profile's engines quantize the float input: half away from zero (LiteRT's
-#: QUANTIZE, ``std::round``) or half to even (XNNPACK, ONNX QuantizeLinear).
-INPUT_ROUNDING = {"single": "half_away", "double": "half_away", "double_up": "half_away",
-                  "float32": "half_even"}
-#: The profile each engine path of :mod:`nnref.interop` follows (measured).
+#: How an engine path quantizes the float input (QUANTIZE / QuantizeLinear), by name.
+INPUT_ROUNDINGS = {
+    "half_away": "round_half_away(float32(x) / s) + zp: LiteRT's reference QUANTIZE (std::round)",
+    "half_even": "rint(float32(x) / s) + zp: ONNX QuantizeLinear as onnxruntime computes it",
+    "reciprocal_half_even": "rint(float32(x) * float32(1 / s)) + zp: LiteRT's optimized QUANTIZE and XNNPACK",
+}
+#: The requantization profile each engine path of :mod:`nnref.interop` follows (measured).
 ENGINE_PROFILES = {"litert_reference": "single", "litert_optimized": "double_up",
                    "litert_default": "float32", "onnxruntime": "float32"}
+#: The input rounding each engine path follows (measured).
+ENGINE_INPUT_ROUNDINGS = {"litert_reference": "half_away", "litert_optimized": "reciprocal_half_even",
+                          "litert_default": "reciprocal_half_even", "onnxruntime": "half_even"}
+
+
+def input_rounding_formula(x: np.ndarray, scale: np.float32, zero_point: int, rule: str) -> np.ndarray:
+    """The int8 input of a QUANTIZE / QuantizeLinear under ``rule`` (plain math).
+
+    ``clamp(r + zp, -128, 127)`` with ``r`` one of (:data:`INPUT_ROUNDINGS`)::
+
+        half_away             round_half_away(x / s)      float32 division, ties away from zero
+        half_even             rint(x / s)                 float32 division, ties to even
+        reciprocal_half_even  rint(x * float32(1 / s))    float32 multiply by the reciprocal
+
+    ``x`` float32 (any shape), ``scale`` float32 > 0; returns int8. The reciprocal can move
+    a quotient onto or off a tie: ``x / s = 254.50002`` but ``x * (1 / s) = 254.5`` (then 254).
+    """
+    if rule == "reciprocal_half_even":
+        v = np.rint(x * (np.float32(1.0) / scale))
+    else:
+        v = x / scale
+        v = np.rint(v) if rule == "half_even" else round_half_away(v)  # exact (not floor(v + 0.5))
+    return np.clip(v + np.float32(zero_point), -128, 127).astype(np.int8)
 
 
 def rounding_shift_ties_up(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -214,3 +248,38 @@ def model_profile(model) -> str:
     if not isinstance(model, QuantizedMLP):
         raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
     return "float32" if model.requantization == "float" else model.rounding
+
+
+def quantize_input_as(model, x, rule: str) -> np.ndarray:
+    """``model``'s int8 input for float ``x`` under the input rounding ``rule``.
+
+    Parameters
+    ----------
+    model : QuantizedMLP
+        Its ``input_qparams`` give the scale and zero point.
+    x : array_like, shape (B, model.in_features)
+        Finite real inputs, rounded to float32 first (the engines' input type).
+    rule : {"half_away", "half_even", "reciprocal_half_even"}
+        See :data:`INPUT_ROUNDINGS` and :func:`input_rounding_formula`.
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (B, model.in_features). ``"half_away"`` equals
+    ``model.quantize_input(x)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A model that is not a QuantizedMLP; an unknown rule; ``x`` not finite or of the
+        wrong shape.
+    """
+    if not isinstance(model, QuantizedMLP):
+        raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
+    if rule not in INPUT_ROUNDINGS:
+        raise ValueError(f"rule: expected one of {tuple(INPUT_ROUNDINGS)}, got {rule!r}")
+    x = as_float_array(x, "x", ndim=2)
+    if x.shape[1] != model.in_features:
+        raise ValueError(f"x: expected shape (B, {model.in_features}), got shape {x.shape}")
+    qp = model.input_qparams
+    with np.errstate(over="ignore"):  # beyond float32: +-inf, clamped
+        return input_rounding_formula(x.astype(np.float32), np.float32(qp.scale), int(qp.zero_point), rule)
