@@ -14,7 +14,17 @@ __all__ = ["add_compare_arguments", "run_compare"]
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``compare`` sub-command's arguments to ``parser`` and return it."""
+    """Add the ``compare`` sub-command's arguments to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser``, with ``model``, ``--data``, ``--engine`` and ``--details``.
+    """
     parser.add_argument("model", help="a .tflite file (int8 MLP) or an .onnx file written by nnref.interop.to_onnx")
     parser.add_argument("--data", default="digits", choices=["digits"],
                         help="the inputs: every image of the UCI digits (1,797)")
@@ -25,8 +35,19 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Print the report(s); 0 when every difference is explained by a profile, 1 otherwise,
-    2 for a file that cannot be read."""
+    """Print the :func:`~nnref.interop.compare` report of each engine path.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser set up by :func:`add_compare_arguments`.
+
+    Returns
+    -------
+    int
+        0 when every difference is explained by a profile, 1 otherwise, 2 for a file that
+        cannot be read or an engine that does not run it.
+    """
     x, _ = load_digits()
     if args.engine != "all":
         engines = [args.engine]

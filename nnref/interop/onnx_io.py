@@ -56,14 +56,17 @@ class _Builder:
         self.nodes, self.inits = [], []
 
     def const(self, name: str, value: np.ndarray) -> str:
+        """Add an initializer; return its name."""
         self.inits.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
     def node(self, op: str, inputs: list, output: str, **attrs) -> str:
+        """Add a node named after its one output; return the output's name."""
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
 
     def grid(self, prefix: str, qp: QParams) -> list[str]:
+        """A per-tensor grid as a float32 scale and an int8 zero point initializer."""
         return [self.const(prefix + ".scale", np.float32(qp.scale)),
                 self.const(prefix + ".zero_point", np.int8(qp.zero_point))]
 
@@ -131,6 +134,10 @@ def to_onnx(qmodel: QuantizedMLP, path, format: str = "qoperator") -> None:
         The ``.onnx`` file to write.
     format : {"qoperator", "qdq"}
         QOperator (``QLinearConv``) or QDQ (``DequantizeLinear``/``Conv``/``QuantizeLinear``).
+
+    Returns
+    -------
+    None
 
     Raises
     ------
@@ -203,14 +210,17 @@ class _Reader:
         self.grid = None  # the int8 grid of the current value
 
     def fail(self, i: int, node, why: str):
+        """Raise ValueError naming the file, the node index, its operator and name."""
         raise ValueError(f"{self.path}: node {i} ({node.op_type} {node.name!r}): {why}")
 
     def const(self, i: int, node, name: str) -> np.ndarray:
+        """The initializer ``name`` (a node input that must be constant)."""
         if name not in self.inits:
             self.fail(i, node, f"expected input {name!r} to be a constant (an initializer)")
         return self.inits[name]
 
     def read_grid(self, i: int, node, s: str, z: str):
+        """A per-tensor int8 activation grid from a scale and a zero point input."""
         scale, zp = self.const(i, node, s), self.const(i, node, z)
         if zp.dtype != np.int8 or scale.dtype != np.float32 or scale.shape != () or zp.shape != ():
             self.fail(i, node, f"expected a per-tensor float32 scale and int8 zero point, got "
@@ -218,6 +228,7 @@ class _Reader:
         return _act_qp(scale, zp)
 
     def start_layer(self, i, node, in_qp, w4, ws, wz, lin_qp, bias):
+        """Finish the previous layer (its output grid is ``in_qp``) and open a new one."""
         if w4.dtype != np.int8 or w4.ndim != 4 or w4.shape[2:] != (1, 1) or np.any(wz != 0):
             self.fail(i, node, f"expected int8 weights (N, K, 1, 1) with zero point 0, got {describe(w4)}")
         if bias.dtype != np.int32:
@@ -230,6 +241,7 @@ class _Reader:
         self.grid = lin_qp
 
     def finish_layer(self, i, node, out_qp):
+        """Build the open layer as a QuantizedLayer with output grid ``out_qp``."""
         if self.pending is None:
             return
         p, n = self.pending, len(self.layers)
@@ -361,10 +373,28 @@ def read_onnx(path, requantization: str = "float") -> ONNXMLP:
 
 
 def from_onnx(path, requantization: str = "float") -> QuantizedMLP:
-    """The :class:`~nnref.quant.QuantizedMLP` of an ONNX file written by :func:`to_onnx`:
-    ``read_onnx(path, requantization).model``. ``from_onnx(p)`` run by nnref equals
-    onnxruntime on ``p`` bit for bit; ``from_onnx(to_onnx(m))`` has ``m``'s weights,
-    biases, grids, activations and tables exactly."""
+    """The :class:`~nnref.quant.QuantizedMLP` of an ONNX file written by :func:`to_onnx`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    requantization : {"float", "fixed_point"}
+        See :func:`read_onnx`.
+
+    Returns
+    -------
+    QuantizedMLP
+        ``read_onnx(path, requantization).model``: run by nnref it equals onnxruntime on
+        ``path`` bit for bit; ``from_onnx`` of ``to_onnx(m)`` has ``m``'s weights, biases,
+        grids, activations and tables exactly.
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a path.
+    FileNotFoundError, ValueError
+        See :func:`read_onnx`.
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path, got {describe(path)}")
     return read_onnx(path, requantization).model

@@ -95,25 +95,30 @@ class _Graph:
             raise ValueError(f"{path}: expected one subgraph (an MLP), got {n_sub}")
 
     def op_code(self, op) -> int:
+        """The builtin operator code (the larger of the two fields: schema v3a)."""
         code = self.model.OperatorCodes(op.OpcodeIndex())
         return max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
 
     def tensor(self, index: int):
+        """Tensor ``index`` of subgraph 0, checked in range."""
         if not 0 <= index < self.sub.TensorsLength():
             raise ValueError(f"{self.path}: tensor index {index} out of range")
         return self.sub.Tensors(index)
 
     def describe(self, index: int) -> str:
+        """``tensor N 'name'`` for error messages."""
         t = self.tensor(index)
         return f"tensor {index} {t.Name().decode(errors='replace')!r}"
 
     def check_type(self, index: int, want: str, where: str) -> None:
+        """Raise ValueError unless tensor ``index`` has TensorType ``want``."""
         got = _TYPE_NAMES.get(self.tensor(index).Type(), str(self.tensor(index).Type()))
         if got != want:
             raise ValueError(f"{self.path}: {where}: {self.describe(index)} has type {got}; "
                              f"nnref reads {want} here")
 
     def qparams(self, index: int):
+        """``(scale float32, zero_point int64, quantized_dimension)`` of a tensor."""
         q = self.tensor(index).Quantization()
         if q is None or q.ScaleLength() == 0:
             raise ValueError(f"{self.path}: {self.describe(index)} has no quantization parameters")
@@ -121,6 +126,7 @@ class _Graph:
                 q.QuantizedDimension())
 
     def activation_qparams(self, index: int, where: str) -> QParams:
+        """The per-tensor int8 QParams of an activation tensor."""
         self.check_type(index, "INT8", where)
         scale, zp, _ = self.qparams(index)
         if scale.shape != (1,) or zp.shape != (1,):
@@ -130,6 +136,7 @@ class _Graph:
                        signed=True)
 
     def constant(self, index: int, dtype, where: str) -> np.ndarray:
+        """A constant tensor's data (little-endian, in the FlatBuffer or after it)."""
         t = self.tensor(index)
         buf = self.model.Buffers(t.Buffer())
         if buf.Offset() > 1:  # large models keep constants after the FlatBuffer
@@ -311,9 +318,23 @@ def _read(g: _Graph) -> TFLiteMLP:
 def from_tflite(path) -> QuantizedMLP:
     """The :class:`~nnref.quant.QuantizedMLP` stored in an int8 ``.tflite`` file.
 
-    Equal to ``read_tflite(path).model``; see :func:`read_tflite` for what is read and
-    refused. ``from_tflite(p).forward_int(x_q)`` gives LiteRT's reference kernels' int8
-    output bit for bit (checked on every digits image in ``tests/test_interop_tflite.py``).
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    QuantizedMLP
+        ``read_tflite(path).model``: ``forward_int`` gives LiteRT's reference kernels'
+        int8 outputs bit for bit (checked on every digits image, every intermediate, in
+        ``tests/test_interop_tflite.py``).
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a path.
+    FileNotFoundError, ValueError
+        See :func:`read_tflite`.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path, got {describe(path)}")

@@ -99,8 +99,24 @@ def input_rounding_formula(x: np.ndarray, scale: np.float32, zero_point: int, ru
         half_even             rint(x / s)                 float32 division, ties to even
         reciprocal_half_even  rint(x * float32(1 / s))    float32 multiply by the reciprocal
 
-    ``x`` float32 (any shape), ``scale`` float32 > 0; returns int8. The reciprocal can move
-    a quotient onto or off a tie: ``x / s = 254.50002`` but ``x * (1 / s) = 254.5`` (then 254).
+    Parameters
+    ----------
+    x : numpy.ndarray of float32, any shape
+    scale : numpy.float32, > 0
+    zero_point : int in [-128, 127]
+    rule : {"half_away", "half_even", "reciprocal_half_even"}
+
+    Returns
+    -------
+    numpy.ndarray of int8, the shape of ``x``.
+
+    Notes
+    -----
+    The reciprocal can move a quotient onto or off a tie: measured on LiteRT's optimized
+    QUANTIZE, ``x / s = 254.50002`` but ``x * (1 / s) = 254.5``, which rounds to 254.
+    Sources: LiteRT ``reference_ops::AffineQuantize`` (half away), onnxruntime's
+    ``QuantizeLinear`` (half even), LiteRT's optimized ``AffineQuantize`` and XNNPACK's
+    f32 -> qs8 convert (reciprocal); each measured in ``tests/test_interop_*.py``.
     """
     if rule == "reciprocal_half_even":
         v = np.rint(x * (np.float32(1.0) / scale))
@@ -114,9 +130,22 @@ def rounding_shift_ties_up(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
     """``x / 2**exponent`` rounded to nearest, ties toward +infinity (plain math).
 
     Formula: ``floor((x + 2**(e-1)) / 2**e)`` for ``e >= 1``, ``x`` for ``e == 0``, computed
-    as ``(x + 2**e // 2) >> e`` (numpy's ``>>`` floors). ``x`` int64 with ``|x| <= 2**31``,
-    ``exponent`` int64 in ``[0, 31]``; returns int64. Source: ruy's rounding right shift
-    in its fixed-point output stage (LiteRT's optimized kernels).
+    as ``(x + 2**e // 2) >> e`` (numpy's ``>>`` floors).
+
+    Parameters
+    ----------
+    x : numpy.ndarray of int64, ``|x| <= 2**31``
+    exponent : numpy.ndarray of int64 in [0, 31], broadcast against ``x``
+
+    Returns
+    -------
+    numpy.ndarray of int64
+
+    Notes
+    -----
+    gemmlowp's ``RoundingDivideByPOT`` rounds ties away from zero instead; the two differ
+    only for negative exact ties. Source: ruy's rounding right shift in its fixed-point
+    output stage, which LiteRT's optimized kernels use (measured, see the module docstring).
     """
     return (x + ((np.int64(1) << exponent) >> 1)) >> exponent
 
@@ -125,9 +154,23 @@ def double_up_formula(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.
     """Profile ``"double_up"``: ``RSHIFT_UP(SRDHM(acc * 2**l, m0), r)`` (plain math).
 
     ``l = max(shift, 0)``, ``r = max(-shift, 0)``; SRDHM is
-    :func:`~nnref.quant.fixed_point.saturating_rounding_doubling_high_mul`. ``acc`` int32,
-    ``m0`` int32 in ``[2**30, 2**31)`` (or 0), ``shift`` int32 in ``[-31, 0]``, broadcast
-    together; returns int64. Measured against LiteRT's optimized FULLY_CONNECTED.
+    :func:`~nnref.quant.fixed_point.saturating_rounding_doubling_high_mul`, RSHIFT_UP
+    :func:`rounding_shift_ties_up`.
+
+    Parameters
+    ----------
+    acc : numpy.ndarray of int32, shape (..., N)
+    m0 : numpy.ndarray of int32, shape (N,), each 0 or in [2**30, 2**31)
+    shift : numpy.ndarray of int32, shape (N,), in [-31, 0]
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of ``acc``.
+
+    References
+    ----------
+    Measured element for element against LiteRT's optimized FULLY_CONNECTED (ruy); the
+    first step is gemmlowp's (Jacob et al. 2018, arXiv 1712.05877, section 2.2).
     """
     left = np.maximum(shift, 0).astype(np.int64)
     right = np.maximum(-shift, 0).astype(np.int64)
@@ -138,10 +181,23 @@ def double_up_formula(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.
 def float32_formula(acc: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
     """Profile ``"float32"``: ``rint(float32(acc) * multiplier)`` (plain math).
 
-    ``acc`` int32, ``multiplier`` float32 (broadcast along the last axis); the product is
-    a float32 multiply and ``rint`` rounds half to even. The float32 is clamped to the int32
-    range before the integer cast (the later int8 clamp makes that invisible). Returns
-    int64. Source: XNNPACK's fp32 requantization, onnxruntime's MLAS ``RequantizeOutput``.
+    The product is a float32 multiply and ``rint`` rounds half to even. The float32 is
+    clamped to ``[-2**31, 2**31]`` before the integer cast (the later int8 clamp makes
+    that invisible).
+
+    Parameters
+    ----------
+    acc : numpy.ndarray of int32, shape (..., N)
+    multiplier : numpy.ndarray of float32, shape (N,)
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of ``acc``.
+
+    References
+    ----------
+    XNNPACK's fp32 requantization (LiteRT's default delegate) and onnxruntime's MLAS
+    ``RequantizeOutput``; measured against both.
     """
     v = np.rint(acc.astype(np.float32) * multiplier.astype(np.float32))
     return np.clip(v, np.float32(INT32_MIN), np.float32(-INT32_MIN)).astype(np.int64)  # 2**31: exact
@@ -229,9 +285,23 @@ def profile_forward(model, x_q: np.ndarray, profile: str) -> np.ndarray:
     """A :class:`~nnref.quant.QuantizedMLP`'s int8 logits with every layer requantized by
     ``profile`` (:func:`profile_requantized`, then each layer's lookup table).
 
-    ``x_q``: (B, in_features) int8. Returns (B, n_outputs) int8. With the model's own
-    profile (``"single"`` / ``"double"`` for fixed point, ``"float32"`` for ``"float"``)
-    this is ``model.forward_int(x_q)`` bit for bit.
+    Parameters
+    ----------
+    model : QuantizedMLP
+    x_q : numpy.ndarray of int8, shape (B, model.in_features)
+    profile : str
+        A key of :data:`PROFILES`.
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (B, model.n_outputs). With the model's own profile
+    (:func:`model_profile`) this is ``model.forward_int(x_q)`` bit for bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A model that is not a QuantizedMLP; bad ``x_q`` (see ``QuantizedLayer.trace``);
+        an unknown profile.
     """
     if not isinstance(model, QuantizedMLP):
         raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
@@ -243,8 +313,18 @@ def profile_forward(model, x_q: np.ndarray, profile: str) -> np.ndarray:
 
 
 def model_profile(model) -> str:
-    """The profile a :class:`~nnref.quant.QuantizedMLP` itself follows: its fixed-point
-    rounding (``"single"`` or ``"double"``), or ``"float32"`` for ``requantization="float"``."""
+    """The profile a :class:`~nnref.quant.QuantizedMLP` itself follows.
+
+    Parameters
+    ----------
+    model : QuantizedMLP
+
+    Returns
+    -------
+    str
+        Its fixed-point rounding (``"single"`` or ``"double"``), or ``"float32"`` for
+        ``requantization="float"``.
+    """
     if not isinstance(model, QuantizedMLP):
         raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
     return "float32" if model.requantization == "float" else model.rounding
