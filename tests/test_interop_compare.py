@@ -68,6 +68,8 @@ def test_bad_arguments(digits):
         compare(FIXTURES / "digits_tanh.tflite", digits[:2], "onnxruntime")
     with pytest.raises(ValueError, match="x"):
         compare(FIXTURES / "digits_tanh.tflite", digits[:2, :10], "litert_reference")
+    with pytest.raises(TypeError, match="model_path"):
+        compare(None, digits[:2])
     with pytest.raises(ValueError, match="max_details"):
         compare(FIXTURES / "digits_tanh.tflite", digits[:2], max_details=-1)
 

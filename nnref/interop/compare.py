@@ -192,6 +192,8 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
         An engine that does not run this file type; bad ``x``; unreadable models (see
         :func:`~nnref.interop.read_tflite`, :func:`~nnref.interop.read_onnx`).
     """
+    if not isinstance(model_path, (str, os.PathLike)):
+        raise TypeError(f"model_path: expected a .tflite or .onnx file path, got {describe(model_path)}")
     path = os.fspath(model_path)
     is_tflite = path.endswith(".tflite")
     engine = engine or ("litert_default" if is_tflite else "onnxruntime")
