@@ -106,9 +106,9 @@ def test_errors(tmp_path):
     to_onnx(MODELS["tflite_relu"], tmp_path / "m.onnx")
     model = onnx.load(tmp_path / "m.onnx")
     node = next(n for n in model.graph.node if n.op_type == "QLinearConv")
-    node.op_type, node.domain = "QGemm", "com.microsoft"
+    node.op_type, node.domain = "QLinearAdd", "com.microsoft"
     onnx.save(model, tmp_path / "foreign.onnx")
-    with pytest.raises(ValueError, match=r"node \d+ \(QGemm .*com.microsoft.QGemm is not supported"):
+    with pytest.raises(ValueError, match=r"node \d+ \(QLinearAdd .*com.microsoft.QLinearAdd is not supported"):
         from_onnx(tmp_path / "foreign.onnx")
     model = onnx.load(tmp_path / "m.onnx")
     init = next(i for i in model.graph.initializer if i.name == "input.zero_point")
@@ -116,3 +116,55 @@ def test_errors(tmp_path):
     onnx.save(model, tmp_path / "uint8.onnx")
     with pytest.raises(ValueError, match="int8 zero point"):
         from_onnx(tmp_path / "uint8.onnx")
+
+
+def float_onnx_mlp(model: MLP, path) -> None:
+    """An ONNX float32 MLP (Gemm, Relu) with ``model``'s weights: the input of onnxruntime's
+    own static quantization."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, cur = [], [], "x"
+    for i, lin in enumerate(model.linears):
+        inits += [numpy_helper.from_array(lin.W.astype(np.float32), f"W{i}"),
+                  numpy_helper.from_array(lin.b.astype(np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [cur, f"W{i}", f"b{i}"], [f"gemm{i}"]))
+        cur = f"gemm{i}"
+        if i < len(model.linears) - 1:
+            nodes.append(helper.make_node("Relu", [cur], [f"relu{i}"]))
+            cur = f"relu{i}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 64])],
+                              [helper.make_tensor_value_info(cur, TensorProto.FLOAT, ["b", 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+@pytest.fixture(scope="module")
+def static_quantized(tmp_path_factory):
+    """onnxruntime's quantize_static of the fixture's float MLP (QOperator: QGemm), int8
+    activations and per-channel int8 weights, calibrated on 256 training images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from nnref.cli import load_dataset
+
+    folder = tmp_path_factory.mktemp("static")
+    float_onnx_mlp(MLP.load(FIXTURES / "digits_relu_float.npz"), folder / "float.onnx")
+    batches = iter([{"x": load_dataset("digits", seed=0)[0][:256].astype(np.float32)}])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    quantize_static(folder / "float.onnx", folder / "static.onnx", Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    return folder / "static.onnx"
+
+
+def test_onnxruntime_static_quantization_is_read_and_reproduced(static_quantized, digits):
+    from nnref.interop import compare
+
+    info = read_onnx(static_quantized)
+    ops = [n.op_type for n in onnx.load(static_quantized).graph.node]
+    assert ops.count("QGemm") == 2
+    assert info.model.layer_sizes == [64, 64, 10] and info.model.layers[0].w_qparams.per_channel
+    rng = np.random.default_rng(4)
+    report = compare(static_quantized, np.concatenate([digits, rng.uniform(-0.3, 1.3, (3000, 64))]))
+    assert report.agree and report.reference == "float32"

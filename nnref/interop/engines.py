@@ -86,8 +86,8 @@ def _with_all_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
     present = {o.name for o in model.graph.output}
     for node in model.graph.node:
         for name in node.output:
-            if name and name not in present and name in known:
-                model.graph.output.append(known[name])
+            if name and name not in present:  # untyped when shape inference does not know the op
+                model.graph.output.append(known.get(name, onnx.ValueInfoProto(name=name)))
                 present.add(name)
     return model
 

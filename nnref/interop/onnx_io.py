@@ -24,6 +24,13 @@ nnref's ``requantization="float"`` path bit for bit (profile ``"float32"`` of
 :mod:`nnref.quant.profiles`). ``metadata_props`` keep what ONNX has no field for (the
 weight bit width and range, the activation names), so :func:`from_onnx` gives back the
 same parameters.
+
+:func:`read_onnx` also reads onnxruntime's own static quantization of an MLP
+(``quantize_static`` with int8 activations and weights): QOperator files, where each
+Linear layer is ``com.microsoft.QGemm`` with the int32 bias (bit for bit nnref's float
+path, as QLinearConv), and QDQ files with ``Gemm`` between DequantizeLinear and
+QuantizeLinear. Its ReLUs are absent from the file (folded into the output grid, zero
+point -128), so those layers read as ``activation="none"``: the same clamp.
 """
 
 from __future__ import annotations
@@ -195,7 +202,22 @@ class ONNXMLP:
     layer_names: tuple
 
 
-_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "Reshape", "QLinearConv", "Conv", "Clip", "Cast", "Gather")
+_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "Reshape", "QLinearConv", "Conv", "Gemm", "Clip", "Cast", "Gather")
+#: Operators of onnxruntime's own domain that read as nnref layers (its static quantization
+#: writes a Linear layer as QGemm, with the int32 bias and one float requantization).
+_MS_OPS = ("QGemm",)
+
+
+def _kn(i: int, node, w: np.ndarray, r) -> np.ndarray:
+    """Weights as (K, N): from a 1x1 convolution's (N, K, 1, 1) or a Gemm's B (transB aware)."""
+    if node.op_type in ("QLinearConv", "Conv"):
+        if w.ndim != 4 or w.shape[2:] != (1, 1):
+            r.fail(i, node, f"expected 1x1 weights (N, K, 1, 1), got {describe(w)}")
+        return w[:, :, 0, 0].T
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or w.ndim != 2:
+        r.fail(i, node, f"expected Gemm(x, B, C) with transA=0, alpha=beta=1 and 2-D B, got {attrs}")
+    return w.T if attrs.get("transB", 0) else w
 
 
 class _Reader:
@@ -227,16 +249,18 @@ class _Reader:
                                f"{describe(scale)} and {describe(zp)} (nnref's activations are int8 per tensor)")
         return _act_qp(scale, zp)
 
-    def start_layer(self, i, node, in_qp, w4, ws, wz, lin_qp, bias):
-        """Finish the previous layer (its output grid is ``in_qp``) and open a new one."""
-        if w4.dtype != np.int8 or w4.ndim != 4 or w4.shape[2:] != (1, 1) or np.any(wz != 0):
-            self.fail(i, node, f"expected int8 weights (N, K, 1, 1) with zero point 0, got {describe(w4)}")
+    def start_layer(self, i, node, in_qp, w, ws, wz, lin_qp, bias):
+        """Finish the previous layer (its output grid is ``in_qp``) and open a new one with
+        weights ``w`` (K, N)."""
+        if w.dtype != np.int8 or w.ndim != 2 or np.any(wz != 0):
+            self.fail(i, node, f"expected int8 weights with zero point 0, got {describe(w)} "
+                               f"(zero points {np.unique(wz).tolist()[:4]})")
         if bias.dtype != np.int32:
             self.fail(i, node, f"expected an int32 bias, got {describe(bias)}")
         if in_qp != self.grid and (self.pending is None or self.pending["lut"] is None):
             self.fail(i, node, "its input grid differs from the previous output's")
         self.finish_layer(i, node, in_qp)
-        self.pending = dict(w=np.ascontiguousarray(w4[:, :, 0, 0].T), ws=ws, bias=bias, in_qp=in_qp,
+        self.pending = dict(w=np.ascontiguousarray(w), ws=ws, bias=bias, in_qp=in_qp,
                             lin_qp=lin_qp, act=(-128, 127), lut=None, req=node.output[0])
         self.grid = lin_qp
 
@@ -295,19 +319,22 @@ def _walk(r: _Reader, i: int, node) -> None:
         pass
     elif op == "QuantizeLinear" and r.grid is None:
         r.grid, r.x_q = r.read_grid(i, node, ins[1], ins[2]), node.output[0]
-    elif op == "QLinearConv":
-        if len(ins) != 9:
-            r.fail(i, node, "expected 9 inputs (with the int32 bias)")
-        r.start_layer(i, node, r.read_grid(i, node, ins[1], ins[2]), r.const(i, node, ins[3]), r.const(i, node, ins[4]), r.const(i, node, ins[5]),
-                      r.read_grid(i, node, ins[6], ins[7]), r.const(i, node, ins[8]))
+    elif op in ("QLinearConv", "QGemm"):
+        if len(ins) != 9 or not ins[6 if op == "QGemm" else 8]:
+            r.fail(i, node, "expected 9 inputs, with the int32 bias")
+        order = (3, 4, 5, 8, 6, 7) if op == "QLinearConv" else (3, 4, 5, 6, 7, 8)  # w, scale, zp, bias, y grid
+        w, ws, wz, bias = (r.const(i, node, ins[k]) for k in order[:4])
+        r.start_layer(i, node, r.read_grid(i, node, ins[1], ins[2]), _kn(i, node, w, r), ws, wz,
+                      r.read_grid(i, node, ins[order[4]], ins[order[5]]), bias)
     elif op == "DequantizeLinear":
         r.dq_grid = r.read_grid(i, node, ins[1], ins[2])
-    elif op == "Conv":
+    elif op in ("Conv", "Gemm"):
         if len(ins) != 3 or ins[1] not in r.consts or ins[2] not in r.consts:
-            r.fail(i, node, "expected Conv(x, DequantizeLinear(int8 w), DequantizeLinear(int32 bias))")
-        r.conv = (r.consts[ins[1]], r.consts[ins[2]])
+            r.fail(i, node, f"expected {op}(x, DequantizeLinear(int8 w), DequantizeLinear(int32 bias))")
+        (w, ws, wz), bias = r.consts[ins[1]], r.consts[ins[2]][0]
+        r.conv = (_kn(i, node, w, r), ws, wz, bias)
     elif op == "QuantizeLinear":
-        (w, ws, wz), (bias, _, _) = r.conv
+        w, ws, wz, bias = r.conv
         r.start_layer(i, node, r.dq_grid, w, ws, wz, r.read_grid(i, node, ins[1], ins[2]), bias)
     elif op == "Clip" and r.pending is not None:
         r.pending["act"] = (int(r.const(i, node, ins[1])), int(r.const(i, node, ins[2])))
@@ -325,7 +352,8 @@ def _walk(r: _Reader, i: int, node) -> None:
 
 
 def read_onnx(path, requantization: str = "float") -> ONNXMLP:
-    """Read an ONNX MLP written by :func:`to_onnx` (either format).
+    """Read an ONNX MLP written by :func:`to_onnx` (either format) or by onnxruntime's
+    ``quantize_static`` (QGemm, or QDQ around Gemm; see the module docstring).
 
     Parameters
     ----------
@@ -361,9 +389,10 @@ def read_onnx(path, requantization: str = "float") -> ONNXMLP:
     r = _Reader(path, model)
     r.requantization, r.cur, r.x_q = requantization, g.input[0].name, None
     for i, node in enumerate(g.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in _ONNX_OPS:
+        standard = node.domain in ("", "ai.onnx") and node.op_type in _ONNX_OPS
+        if not (standard or (node.domain == "com.microsoft" and node.op_type in _MS_OPS)):
             r.fail(i, node, f"operator {node.domain + '.' if node.domain else ''}{node.op_type} is not "
-                            f"supported; nnref reads {', '.join(_ONNX_OPS)}")
+                            f"supported; nnref reads {', '.join(_ONNX_OPS)} and com.microsoft.QGemm")
         _walk(r, i, node)
     if r.pending is None or not hasattr(r, "dq_grid") or r.cur != g.output[0].name:
         raise ValueError(f"{path}: expected QuantizeLinear, layers, then DequantizeLinear and the graph output")
