@@ -13,7 +13,13 @@ from nnref.data import load_digits
 from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
 from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, quantize_model
-from nnref.quant.profiles import ENGINE_INPUT_ROUNDINGS, ENGINE_PROFILES, profile_forward, quantize_input_as
+from nnref.quant.profiles import (
+    ENGINE_INPUT_ROUNDINGS,
+    ENGINE_PROFILES,
+    profile_forward,
+    profile_requantized,
+    quantize_input_as,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid"]
@@ -51,12 +57,22 @@ def int8_logits(info, y: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_litert_default_path_is_the_float32_profile(name, digits):
-    """The default path (XNNPACK) on every digits image and 20,000 random rows: the float32
-    profile with the reciprocal input rounding reproduces every int8 logit."""
+    """The default path (XNNPACK) on every digits image and 20,000 random rows: the
+    reciprocal input rounding and the float32 profile reproduce every int8 value of every
+    stage (each observed as the output of a patched copy of the model) and every logit."""
     info = read_tflite(fixture(name))
     x = np.concatenate([digits, np.random.default_rng(0).uniform(0, 1, (20000, 64))])
-    logits = int8_logits(info, run_litert(info.path, x, "litert_default")[info.output_tensor])
+    wanted = [info.quantized_input_tensor] + [t for pair in info.layer_tensors for t in pair]
+    out = run_litert(info.path, x, "litert_default", tensors=wanted)
     x_q = quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS["litert_default"])
+    assert np.array_equal(out[info.quantized_input_tensor], x_q)
+    h = x_q
+    for layer, (fc, y) in zip(info.model.layers, info.layer_tensors):
+        requantized = profile_requantized(layer, layer.trace(h)["acc_bias"], ENGINE_PROFILES["litert_default"])
+        assert np.array_equal(out[fc], requantized)
+        h = requantized if layer.lut is None else layer.lut[requantized.astype(np.intp) + 128]
+        assert np.array_equal(out[y], h)
+    logits = int8_logits(info, out[info.output_tensor])
     assert np.array_equal(profile_forward(info.model, x_q, ENGINE_PROFILES["litert_default"]), logits)
 
 

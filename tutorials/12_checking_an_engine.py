@@ -139,18 +139,26 @@ print({p: int(v[row, col]) - layer.zp_lin for p, v in values.items()}, "engine:"
 # %% [markdown]
 # ## 4. The default path: XNNPACK's float requantization
 #
-# With the default op resolver (`BUILTIN`) the XNNPACK delegate takes the whole graph, so
-# only the output is observable. XNNPACK requantizes in float32, ties to even, and
+# With the default op resolver (`BUILTIN`) the XNNPACK delegate takes the whole graph and
+# hands back only its output. To see inside, `run_litert` makes each intermediate tensor
+# the graph output of a patched copy of the model and runs it once per tensor: the
+# delegate must then produce exactly that tensor. XNNPACK requantizes in float32, ties to even, and
 # quantizes the input by multiplying by the float32 reciprocal of the scale, ties to even
 # (as LiteRT's optimized QUANTIZE does; no digits pixel lies near a tie):
 #
 # $$\text{scaled} = \operatorname{rint}\big(\text{float32}(\text{acc}) \otimes \text{float32}(M)\big),$$
 #
-# where $\otimes$ is a float32 multiply: $159.499995588$ becomes the float32 $159.5$ and
-# then 160. `compare` can only check the logits, end to end, under every profile:
+# where $\otimes$ is a float32 multiply: a product just below $k + \tfrac12$ can become
+# the float32 $k + \tfrac12$ and then round to even. The one hidden value XNNPACK
+# computes differently on the digits is such a case:
 
 # %%
-print(compare(MODEL, x, "litert_default"))
+default_report = compare(MODEL, x, "litert_default")
+print(default_report)
+m = default_report.mismatches[0]
+product = np.float32(m.acc) * model.layers[m.layer].float_multiplier[m.col]  # a float32 multiply
+print(f"float32(acc) * float32(M) = {product!r}: exactly a tie, rint gives {np.rint(product):.0f} (even); "
+      f"the exact product {m.acc * m.multiplier:.9f} rounds to {round(m.acc * m.multiplier)}")
 
 # %% [markdown]
 # ## 5. onnxruntime on the exported model

@@ -14,8 +14,11 @@ propagates into:
   applied to the engine's own requantized values;
 - ``logits``: the engine's int8 logits against nnref's end to end from the float input,
   per profile, each with the engine path's input rounding
-  (:data:`~nnref.quant.profiles.ENGINE_INPUT_ROUNDINGS`). On LiteRT's default path (the XNNPACK
-  delegate runs the whole graph) this is the only stage the engine exposes.
+  (:data:`~nnref.quant.profiles.ENGINE_INPUT_ROUNDINGS`).
+
+On LiteRT's default path the XNNPACK delegate runs the whole graph and exposes only its
+output; :func:`~nnref.interop.run_litert` observes each intermediate by making it the
+graph output of a patched copy of the model (one run per tensor).
 
 A profile *explains* a stage when it reproduces every value of it.
 """
@@ -128,7 +131,8 @@ def _run(model_path: str, x: np.ndarray, engine: str):
     """``(model, x_q or None, [(requantized, output) or None per layer], int8 logits)``."""
     if engine in LITERT_PATHS:
         info = read_tflite(model_path)
-        out = run_litert(model_path, x, engine)
+        wanted = [info.quantized_input_tensor] + [t for pair in info.layer_tensors for t in pair]
+        out = run_litert(model_path, x, engine, tensors=wanted)
         layers = [(out[a], out[b]) if a in out else None for a, b in info.layer_tensors]
         logits = out[info.layer_tensors[-1][1]] if layers[-1] is not None else out[info.output_tensor]
         return info.model, out.get(info.quantized_input_tensor), layers, logits

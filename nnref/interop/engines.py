@@ -5,8 +5,11 @@
   ``"litert_optimized"`` (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``: the optimized kernels,
   no delegate) and ``"litert_default"`` (``BUILTIN``: the default path, where the XNNPACK
   delegate takes the whole graph). ``experimental_preserve_all_tensors`` keeps every
-  intermediate tensor for the first two; a delegate computes its partition internally,
-  so on the default path only the graph's output is observable.
+  intermediate tensor for the first two. A delegate computes its partition internally
+  and hands back only the graph's outputs, so on the default path each wanted tensor is
+  made *the* graph output of a copy of the model (the one int32 of the subgraph's
+  ``outputs`` vector rewritten in memory) and the model is run once per tensor: the
+  delegate then has to produce exactly that tensor, with the same kernels.
 - **onnxruntime**: every intermediate value is added to the graph's outputs (a copy of
   the model, in memory), so one run returns them all.
 """
@@ -14,10 +17,12 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import tflite
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from nnref._checks import as_float_array, describe
@@ -34,7 +39,31 @@ LITERT_PATHS = {
 ENGINES = (*LITERT_PATHS, "onnxruntime")
 
 
-def run_litert(path, x, engine: str = "litert_reference") -> dict[int, np.ndarray]:
+def _with_output(data: bytes, tensor: int) -> bytes:
+    """A copy of the model ``data`` whose (single) graph output is tensor ``tensor``."""
+    sub = tflite.Model.GetRootAs(data, 0).Subgraphs(0)
+    if sub.OutputsLength() != 1:
+        raise ValueError(f"expected one graph output to redirect, got {sub.OutputsLength()}")
+    pos = sub._tab.Vector(sub._tab.Offset(8))  # SubGraph.outputs: field 2, vtable slot 8
+    patched = bytearray(data)
+    patched[pos:pos + 4] = struct.pack("<i", tensor)
+    return bytes(patched)
+
+
+def _invoke(content: bytes, resolver, preserve: bool, x: np.ndarray) -> Interpreter:
+    it = Interpreter(model_content=content, experimental_op_resolver_type=resolver,
+                     experimental_preserve_all_tensors=preserve, num_threads=1)
+    inp = it.get_input_details()[0]
+    if x.ndim != 2 or x.shape[1] != inp["shape"][-1] or x.shape[0] == 0:
+        raise ValueError(f"x: expected shape (B, {inp['shape'][-1]}) with B >= 1, got {describe(x)}")
+    it.resize_tensor_input(inp["index"], list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    it.invoke()
+    return it
+
+
+def run_litert(path, x, engine: str = "litert_reference", tensors=()) -> dict[int, np.ndarray]:
     """Run a ``.tflite`` model on LiteRT and return its tensors by index.
 
     Parameters
@@ -45,36 +74,41 @@ def run_litert(path, x, engine: str = "litert_reference") -> dict[int, np.ndarra
         The input, cast to the input tensor's dtype (float32 or int8).
     engine : {"litert_reference", "litert_optimized", "litert_default"}
         The kernel set (:data:`LITERT_PATHS`).
+    tensors : sequence of int
+        On ``"litert_default"``, the intermediate tensors to observe (one run each, see
+        the module docstring); the other paths return every tensor anyway.
 
     Returns
     -------
     dict of int to numpy.ndarray
-        Every tensor LiteRT keeps (all of them for the reference and optimized kernels;
-        the graph's inputs and outputs on the default path), copied.
+        The tensors LiteRT keeps, copied: all of them for the reference and optimized
+        kernels; the input, the graph output and ``tensors`` on the default path.
+
+    Raises
+    ------
+    ValueError
+        An unknown engine; ``x`` of the wrong shape.
     """
     if engine not in LITERT_PATHS:
         raise ValueError(f"engine: expected one of {tuple(LITERT_PATHS)}, got {engine!r}")
     resolver, preserve = LITERT_PATHS[engine]
-    it = Interpreter(model_path=os.fspath(path), experimental_op_resolver_type=resolver,
-                     experimental_preserve_all_tensors=preserve, num_threads=1)
-    inp = it.get_input_details()[0]
+    with open(os.fspath(path), "rb") as f:
+        data = f.read()
     x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != inp["shape"][-1] or x.shape[0] == 0:
-        raise ValueError(f"x: expected shape (B, {inp['shape'][-1]}) with B >= 1, got {describe(x)}")
-    it.resize_tensor_input(inp["index"], list(x.shape))
-    it.allocate_tensors()
-    it.set_tensor(inp["index"], x.astype(inp["dtype"]))
-    it.invoke()
+    it = _invoke(data, resolver, preserve, x)
     if preserve:
         wanted = [t["index"] for t in it.get_tensor_details()]
     else:
-        wanted = [inp["index"]] + [d["index"] for d in it.get_output_details()]
+        wanted = [it.get_input_details()[0]["index"]] + [d["index"] for d in it.get_output_details()]
     out = {}
     for idx in wanted:
         try:
             out[idx] = np.array(it.get_tensor(idx))
         except ValueError:  # a tensor without data (e.g. freed by the runtime)
             continue
+    for idx in tensors if not preserve else ():
+        if idx not in out:
+            out[int(idx)] = np.array(_invoke(_with_output(data, int(idx)), resolver, False, x).get_tensor(int(idx)))
     return out
 
 
