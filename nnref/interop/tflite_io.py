@@ -74,6 +74,7 @@ class TFLiteMLP:
 
 
 def _op_name(code: int) -> str:
+    """The schema's name of a builtin operator code."""
     return tflite.BUILTIN_OPCODE2NAME.get(code, f"builtin code {code}")
 
 
@@ -183,7 +184,10 @@ def _weights(g: _Graph, w_idx: int, b_idx: int, where: str):
 
 
 def _fused_activation(g: _Graph, op, where: str, out_qp: QParams) -> str:
+    """The nnref activation of a FULLY_CONNECTED's fused activation (and its options checked)."""
     opts = op.BuiltinOptions()
+    if opts is None:  # no options table: every field at its default (NONE)
+        return "none"
     fc = tflite.FullyConnectedOptions()
     fc.Init(opts.Bytes, opts.Pos)
     code = fc.FusedActivationFunction()
@@ -235,6 +239,7 @@ def _layer(g: _Graph, ops: list, i: int, x_idx: int, in_qp: QParams):
 
 
 def _check_supported(g: _Graph, ops: list) -> None:
+    """Refuse the first operator outside :data:`SUPPORTED_OPERATORS`, by index and name."""
     for i, op in enumerate(ops):
         name = _op_name(g.op_code(op))
         if name not in SUPPORTED_OPERATORS:

@@ -4,17 +4,14 @@ An int8 fully connected layer computes the same int32 accumulator ``acc`` (plus 
 every engine; engines differ only in how they apply the real multiplier
 ``M = s_in * s_w / s_out`` and round. Each profile is that one step, as a plain function
 of a few lines, measured element for element against the engine it names
-(``tests/test_interop_profiles.py`` runs the engines; ``tests/test_profiles.py`` checks
-the laws and worked values without them):
+(``tests/test_interop_tflite.py`` and ``tests/test_interop_compare.py`` run the engines;
+``tests/test_profiles.py`` checks the laws and worked values without them)::
 
-======================  ==============================================  =======================
-profile                 arithmetic (``acc`` the int32 accumulator)      engine path
-======================  ==============================================  =======================
-``"single"``            ``(acc * m0 + 2**(t-1)) >> t``, ``t = 31 - shift``  LiteRT reference kernels
-``"double"``            ``RDBPOT(SRDHM(acc * 2**l, m0), r)``            gemmlowp, Jacob et al. 2018
-``"double_up"``         ``RSHIFT_UP(SRDHM(acc * 2**l, m0), r)``         LiteRT optimized kernels (ruy)
-``"float32"``           ``rint(float32(acc) * float32(M))``             XNNPACK, onnxruntime
-======================  ==============================================  =======================
+    profile     scaled = acc * M rounded as                 engine path
+    single      (acc * m0 + 2**(t-1)) >> t,  t = 31 - shift   LiteRT reference kernels
+    double      RDBPOT(SRDHM(acc * 2**l, m0), r)            gemmlowp, Jacob et al. 2018
+    double_up   RSHIFT_UP(SRDHM(acc * 2**l, m0), r)         LiteRT optimized kernels (ruy)
+    float32     rint(float32(acc) * float32(M))             XNNPACK, onnxruntime
 
 with ``l = max(shift, 0)``, ``r = max(-shift, 0)``, ``(m0, shift) =
 quantize_multiplier(M)``, SRDHM gemmlowp's saturating rounding doubling high multiply
@@ -38,6 +35,14 @@ which (measured by ``tests/test_interop_*.py``).
 
 After the profile: ``clamp(scaled + zp_out, act_min, act_max)`` as int8, as in
 :class:`~nnref.quant.QuantizedLayer`.
+
+References
+----------
+B. Jacob et al., arXiv 1712.05877 (2018), section 2.2 (SRDHM, RDBPOT); TensorFlow Lite /
+LiteRT ``MultiplyByQuantizedMultiplier`` (``TFLITE_SINGLE_ROUNDING``); ruy's fixed-point
+output stage; XNNPACK's fp32 requantization; onnxruntime's MLAS ``RequantizeOutput``.
+Every profile here was fitted to, and is tested against, the engines' own outputs
+(ai-edge-litert 2.3, onnxruntime 1.32), not only to their source.
 """
 
 from __future__ import annotations
@@ -46,12 +51,12 @@ import numpy as np
 
 from nnref._checks import as_float_array, describe
 from nnref.quant.convert import QuantizedLayer, QuantizedMLP
-from nnref.quant.ops import round_half_away
 from nnref.quant.fixed_point import (
     INT32_MIN,
     multiply_by_quantized_multiplier,
     saturating_rounding_doubling_high_mul,
 )
+from nnref.quant.ops import round_half_away
 
 __all__ = [
     "PROFILES",
