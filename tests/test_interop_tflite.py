@@ -22,7 +22,8 @@ from nnref.quant.profiles import (
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid"]
+MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid",
+          "digits_relu_int8_io"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def fixture(name: str) -> Path:
 @pytest.mark.parametrize("name", MODELS)
 def test_from_tflite_is_bit_exact_with_litert_reference_kernels_on_every_digits_image(name, digits):
     info = read_tflite(fixture(name))
-    out = run_litert(info.path, digits, "litert_reference")
+    out = run_litert(info.path, feed(info, digits, "litert_reference"), "litert_reference")
     x_q = info.model.quantize_input(digits)
     assert np.array_equal(out[info.quantized_input_tensor], x_q)  # QUANTIZE
     logits, records = info.model.forward_int(x_q, trace=True)
@@ -47,8 +48,18 @@ def test_from_tflite_is_bit_exact_with_litert_reference_kernels_on_every_digits_
     assert logits.shape == (len(digits), 10)
 
 
+def feed(info, x: np.ndarray, engine: str) -> np.ndarray:
+    """What the engine is given: the floats, or for an int8-input graph (no QUANTIZE) the
+    int8 values the engine path's own QUANTIZE would have made."""
+    if info.input_tensor != info.quantized_input_tensor:
+        return x
+    return quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS[engine])
+
+
 def int8_logits(info, y: np.ndarray) -> np.ndarray:
     """The int8 logits behind a DEQUANTIZE output (checked to dequantize back to it)."""
+    if y.dtype == np.int8:  # no DEQUANTIZE
+        return y
     qp = info.model.output_qparams
     logits = (np.rint(y / qp.scale) + int(qp.zero_point)).astype(np.int8)
     assert np.array_equal(((logits - np.float32(qp.zero_point)) * qp.scale).astype(np.float32), y)
@@ -63,7 +74,7 @@ def test_litert_default_path_is_the_float32_profile(name, digits):
     info = read_tflite(fixture(name))
     x = np.concatenate([digits, np.random.default_rng(0).uniform(0, 1, (20000, 64))])
     wanted = [info.quantized_input_tensor] + [t for pair in info.layer_tensors for t in pair]
-    out = run_litert(info.path, x, "litert_default", tensors=wanted)
+    out = run_litert(info.path, feed(info, x, "litert_default"), "litert_default", tensors=wanted)
     x_q = quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS["litert_default"])
     assert np.array_equal(out[info.quantized_input_tensor], x_q)
     h = x_q
@@ -91,6 +102,10 @@ def test_each_litert_quantize_follows_its_input_rounding():
 
 
 def test_what_from_tflite_reads(digits):
+    int8_io = read_tflite(fixture("digits_relu_int8_io"))
+    assert int8_io.operators == ("FULLY_CONNECTED", "FULLY_CONNECTED")
+    assert int8_io.input_tensor == int8_io.quantized_input_tensor
+    assert int8_io.output_tensor == int8_io.layer_tensors[-1][1]
     model = from_tflite(fixture("digits_tanh"))
     assert model.layer_sizes == [64, 32, 10]
     assert [layer.activation for layer in model.layers] == ["tanh", "none"]

@@ -6,7 +6,9 @@ that stage**, so a difference is charged to the stage that made it, not to the o
 propagates into:
 
 - ``input``: the engine's QUANTIZE / QuantizeLinear against nnref's quantization of the
-  same floats under each input rounding of :data:`~nnref.quant.profiles.INPUT_ROUNDINGS`;
+  same floats under each input rounding of :data:`~nnref.quant.profiles.INPUT_ROUNDINGS`
+  (a ``.tflite`` graph with an int8 input has no QUANTIZE: nnref quantizes ``x`` with the
+  engine path's rule and feeds the integers);
 - ``layer l``: the engine's requantized int8 output of FULLY_CONNECTED / QLinearConv
   against nnref's, from the same int8 input and so the same int32 accumulators, under
   every rounding profile of :mod:`nnref.quant.profiles`;
@@ -128,19 +130,22 @@ class CompareReport:
 
 
 def _run(model_path: str, x: np.ndarray, engine: str):
-    """``(model, x_q or None, [(requantized, output) or None per layer], int8 logits)``."""
+    """``(model, x_q, quantized by the engine?, [(requantized, output) or None per layer],
+    int8 logits)``."""
     if engine in LITERT_PATHS:
         info = read_tflite(model_path)
         wanted = [info.quantized_input_tensor] + [t for pair in info.layer_tensors for t in pair]
-        out = run_litert(model_path, x, engine, tensors=wanted)
+        own = info.input_tensor != info.quantized_input_tensor  # a QUANTIZE in the graph
+        feed = x if own else quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS[engine])  # int8 input
+        out = run_litert(model_path, feed, engine, tensors=wanted)
         layers = [(out[a], out[b]) if a in out else None for a, b in info.layer_tensors]
         logits = out[info.layer_tensors[-1][1]] if layers[-1] is not None else out[info.output_tensor]
-        return info.model, out.get(info.quantized_input_tensor), layers, logits
+        return info.model, out.get(info.quantized_input_tensor), own, layers, logits
     info = read_onnx(model_path)
     out = run_onnxruntime(model_path, x)
     flat = lambda name: out[name].reshape(len(x), -1)  # noqa: E731 - (B, N, 1, 1) -> (B, N)
     layers = [(flat(a), flat(b)) for a, b in info.layer_names]
-    return info.model, flat(info.quantized_input_name), layers, layers[-1][1]
+    return info.model, flat(info.quantized_input_name), True, layers, layers[-1][1]
 
 
 def _int8_logits(model: QuantizedMLP, logits: np.ndarray) -> np.ndarray:
@@ -207,11 +212,11 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
     x = as_float_array(x, "x", ndim=2)
     if isinstance(max_details, bool) or not isinstance(max_details, int) or max_details < 0:
         raise ValueError(f"max_details: expected an int >= 0, got {describe(max_details)}")
-    model, x_q, layers, logits = _run(path, x, engine)
+    model, x_q, engine_quantized, layers, logits = _run(path, x, engine)
     reference = model_profile(model)
     stages, details = [], []
     own_input = "half_even" if reference == "float32" else "half_away"  # the file's own engine
-    if x_q is not None:
+    if x_q is not None and engine_quantized:
         per = {r: int(np.count_nonzero(quantize_input_as(model, x, r) != x_q)) for r in INPUT_ROUNDINGS}
         stages.append(Stage("input", int(x_q.size), per[own_input], per))
     h = x_q
