@@ -9,7 +9,10 @@ Commands (``python -m nnref [COMMAND] --help`` lists each one's options):
 ``python -m nnref train --dataset digits --hidden 64 32 --epochs 30 --seed 0 [--save m.npz]``
     train one MLP and print its test accuracy;
 ``python -m nnref download-mnist DIR``
-    download and verify the four MNIST files.
+    download and verify the four MNIST files;
+``python -m nnref compare MODEL --data digits``
+    where an engine's int8 values differ from nnref's, and which rounding explains them
+    (needs the optional extra ``interop``; see :mod:`nnref.interop`).
 
 Every command runs in two phases. ``prepare`` checks every argument (paths writable,
 seeds non-negative, data present and readable, sizes within the machine's memory) and
@@ -37,6 +40,7 @@ import them here and add one row to :data:`COMMANDS`::
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import sys
@@ -446,6 +450,40 @@ def run_download(directory: Path) -> int:
     return 0
 
 
+def add_compare_arguments(c: argparse.ArgumentParser) -> None:
+    """Options of ``compare`` (the engine check of :mod:`nnref.interop`)."""
+    c.add_argument("model", help="a .tflite file (int8 MLP) or an .onnx file written by nnref.interop.to_onnx")
+    c.add_argument("--data", default="digits", choices=["digits"],
+                   help="the inputs: every image of the UCI digits (1,797)")
+    c.add_argument("--engine", default="all",
+                   help="the engine path (default: every path that runs the file; see nnref.interop.ENGINES)")
+    c.add_argument("--details", type=nonnegative_int, default=8, help="differing values to detail per report")
+
+
+def prepare_compare(args: argparse.Namespace) -> tuple:
+    """Check that the optional extra is installed, the model file exists and the engine is known.
+
+    The extra is imported here, not at the top, so that the rest of the command line works
+    (and starts fast) without it.
+    """
+    try:
+        interop_cli = importlib.import_module("nnref.interop.cli")
+    except ImportError as exc:
+        raise ValueError(f"compare: {exc}") from None
+    if not Path(args.model).is_file():
+        raise ValueError(f"model: expected an existing .tflite or .onnx file, got {args.model!r}")
+    engines = importlib.import_module("nnref.interop.engines").ENGINES
+    if args.engine != "all" and args.engine not in engines:
+        raise ValueError(f"--engine: expected 'all' or one of {list(engines)}, got {args.engine!r}")
+    return interop_cli, args
+
+
+def run_compare(job: tuple) -> int:
+    """Print the compare report of each engine path; the exit status says whether all is explained."""
+    interop_cli, args = job
+    return interop_cli.run_compare(args)
+
+
 # --------------------------------------------------------------------------------------
 # The table and the entry point
 # --------------------------------------------------------------------------------------
@@ -459,6 +497,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train one MLP and print its test accuracy", add_train_arguments, prepare_train, run_train),
     "download-mnist": Command("download and verify the four MNIST IDX files", add_download_arguments,
                               prepare_download, run_download),
+    "compare": Command("where an engine's int8 values differ from nnref's, and why (extra 'interop')",
+                       add_compare_arguments, prepare_compare, run_compare),
 }
 
 

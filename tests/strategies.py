@@ -74,3 +74,11 @@ def quant_settings(bits=bit_widths):
 
 #: A normalised Q0.31 mantissa from quantize_multiplier: 0 or in [2**30, 2**31).
 quantized_multipliers = st.one_of(st.just(0), st.integers(2**30, 2**31 - 1))
+
+
+# --------------------------------------------------------------------------- rounding profiles
+#: int32 accumulators and normalised fixed-point multipliers M < 1 (shift <= 0), as every
+#: converter-made layer has (nnref.quant.profiles).
+int32_values = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+normalised_m0 = st.integers(min_value=2**30, max_value=2**31 - 1)
+nonpositive_shifts = st.integers(min_value=-31, max_value=0)
