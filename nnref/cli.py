@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
-    p = _Parser(prog="python -m nnref",
+    # No abbreviations: the main job's --dataset would otherwise swallow a command's --data.
+    p = _Parser(prog="python -m nnref", allow_abbrev=False,
                 description="Without a command: the main job, " + MAIN.help + "; print a results "
                             "table and write figures. `python -m nnref COMMAND --help` shows a "
                             "command's options.")

@@ -82,11 +82,14 @@ def test_the_compare_command(capsys):
     out = capsys.readouterr().out
     assert status == 0
     assert "litert_optimized vs nnref (single)" in out and out.count("  layer ") == 2
-    assert main(["compare", str(FIXTURES / "missing.tflite")]) == 2
-    assert "error:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:  # checked before any work: one line, status 2
+        main(["compare", str(FIXTURES / "missing.tflite")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnref: error: model:") and err.count("\n") == 1
 
 
-def test_nnref_imports_without_the_extra_and_interop_names_it(monkeypatch):
+def test_nnref_imports_without_the_extra_and_interop_names_it(monkeypatch, capsys):
     for module in ("onnx", "ai_edge_litert"):
         monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     for name in [n for n in sys.modules if n.startswith("nnref.interop")]:
@@ -95,7 +98,10 @@ def test_nnref_imports_without_the_extra_and_interop_names_it(monkeypatch):
 
     with pytest.raises(ImportError, match=r"pip install nnref\[interop\].*missing: onnx, ai-edge-litert"):
         import nnref.interop  # noqa: F401
-    assert main(["compare", "model.tflite"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "model.tflite"])
+    assert exc.value.code == 2
+    assert "pip install nnref[interop]" in capsys.readouterr().err
 
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
