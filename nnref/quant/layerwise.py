@@ -249,7 +249,7 @@ def layer_inputs(model: MLP, x) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def to_quantized_mlp(model: MLP, weights, calibration_x, calibrate_on: str = "dequantized",
                      activation_observer=MinMaxObserver, requantization: str = "fixed_point",
-                     rounding: str = "single") -> QuantizedMLP:
+                     rounding: str = "single", activation_qparams=None) -> QuantizedMLP:
     """The integer-only model of ``model`` with the integer weights ``weights``.
 
     Built from the converter's public pieces, per layer ``l`` (TensorFlow Lite's rules):
@@ -269,8 +269,9 @@ def to_quantized_mlp(model: MLP, weights, calibration_x, calibrate_on: str = "de
         One per Linear layer (see :func:`check_weight_set`).
     calibration_x : array (N, in_features)
     calibrate_on : {"dequantized", "float"}
-    activation_observer, requantization, rounding
-        As :func:`~nnref.quant.convert.quantize_model`.
+    activation_observer, requantization, rounding, activation_qparams
+        As :func:`~nnref.quant.convert.quantize_model` (given ``activation_qparams``, the
+        activation grids are those instead of calibrated ones).
 
     Returns
     -------
@@ -281,7 +282,8 @@ def to_quantized_mlp(model: MLP, weights, calibration_x, calibrate_on: str = "de
         raise ValueError(f"calibrate_on: expected 'dequantized' or 'float', got {calibrate_on!r}")
     ref = dequantized_model(model, weights) if calibrate_on == "dequantized" else model
     grids = quantize_model(ref, calibration_x, activation_observer=activation_observer,
-                           requantization=requantization, rounding=rounding)
+                           requantization=requantization, rounding=rounding,
+                           activation_qparams=activation_qparams)
     layers = []
     for lin, (w_q, qp), ql in zip(model.linears, weights, grids.layers):
         bias_q = quantize_bias(lin.b, ql.in_qparams.scale, qp.scale)
