@@ -41,7 +41,7 @@ import numpy as np
 from nnref._checks import as_float_array, as_rng, check_int_in_range, check_nonnegative, check_positive
 from nnref.mlp import MLP
 from nnref.optim import Adam
-from nnref.quant import QParams, dequantize
+from nnref.quant import QParams, dequantize, round_half_away
 from nnref.quant.layerwise import (
     layer_activations,
     layer_inputs,
@@ -60,6 +60,7 @@ __all__ = [
     "soft_quantized_weights",
     "hard_rounding",
     "AdaRoundResult",
+    "adaround_loss_and_grad",
     "adaround_layer",
     "adaround",
 ]
@@ -170,19 +171,43 @@ def _activate(z: np.ndarray, kind: str, alpha: float) -> tuple[np.ndarray, np.nd
     return z * slope, slope
 
 
+def adaround_loss_and_grad(V, W_floor, s, x_hat, target, b, qmin: int, qmax: int,
+                           activation: str = "none", alpha: float = 0.0, reg_weight: float = 0.0,
+                           beta: float | None = None) -> tuple[float, float, np.ndarray]:
+    """AdaRound's objective (eq. 25) and its gradient with respect to ``V``.
+
+    ``z = x_hat W_soft + b`` with ``W_soft = soft_quantized_weights(W_floor, h(V), s, qmin,
+    qmax)``; ``recon = sum((f(z) - target)^2) / B``; ``reg = f_reg(h(V))`` (0 when ``beta``
+    is None). With ``g = 2 (f(z) - target) f'(z) / B``::
+
+        dL/dV = [(x_hat^T g) * s * [qmin < W_floor + h < qmax] + reg_weight * d f_reg/dh] * dh/dV
+
+    Returns ``(recon, reg, dL/dV)`` (the loss is ``recon + reg_weight * reg``), float64.
+    """
+    h = rectified_sigmoid(V)
+    soft = W_floor + h
+    z = x_hat @ soft_quantized_weights(W_floor, h, s, qmin, qmax) + b
+    out, slope = _activate(z, activation, alpha)
+    diff = out - target
+    g = 2.0 * diff * slope / x_hat.shape[0]
+    dh = (x_hat.T @ g) * s * ((soft > qmin) & (soft < qmax))
+    reg = 0.0
+    if beta is not None:
+        reg = adaround_regularizer(h, beta)
+        dh = dh + reg_weight * adaround_regularizer_grad(h, beta)
+    return float(np.sum(diff * diff) / x_hat.shape[0]), reg, dh * rectified_sigmoid_grad(V)
+
+
 def adaround_layer(W, b, x_hat, target, qparams: QParams, activation: str = "none",
                    alpha: float = 0.0, iterations: int = 1000, lr: float = 1e-2,
                    reg_weight: float = 0.01, beta: tuple[float, float] = (20.0, 2.0),
                    warmup: float = 0.2, batch_size: int | None = None, seed=0):
     """AdaRound one Linear layer: ``(w_q int8 (in, out), history dict)``.
 
-    Minimises eq. 25 over ``V`` with :class:`~nnref.optim.Adam` (``lr``): the mean over the
-    batch of the squared error, summed over outputs, between ``f(x_hat W_soft + b)`` and
-    ``target``, plus ``reg_weight * f_reg(V)`` with ``beta`` from :func:`beta_schedule`.
-    Gradient, with ``g = 2 (f(z_hat) - target) f'(z_hat) / B``::
-
-        dL/dV = (x_hat^T g) * s * [qmin < W_floor + h < qmax] * dh/dV
-                + reg_weight * d f_reg/dh * dh/dV
+    Minimises eq. 25 over ``V`` (:func:`adaround_loss_and_grad`) with
+    :class:`~nnref.optim.Adam` (``lr``), ``V`` starting at :func:`initial_v` (the soft
+    weights equal ``W``) and ``beta`` from :func:`beta_schedule`; then
+    :func:`hard_rounding`.
 
     Parameters
     ----------
@@ -202,6 +227,12 @@ def adaround_layer(W, b, x_hat, target, qparams: QParams, activation: str = "non
     batch_size : int or None
         Random mini-batches of this size (``seed``), or the whole of ``x_hat`` (None).
     seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    w_q : ndarray (in, out), int8
+    history : dict
+        ``"recon"`` and ``"soft"`` per iteration, ``"changed"`` (see :class:`AdaRoundResult`).
     """
     W = as_float_array(W, "W", ndim=2).astype(np.float64)
     x_hat = as_float_array(x_hat, "x_hat", ndim=2).astype(np.float64)
@@ -210,33 +241,27 @@ def adaround_layer(W, b, x_hat, target, qparams: QParams, activation: str = "non
     if x_hat.shape[1] != W.shape[0] or target.shape != (x_hat.shape[0], W.shape[1]) or b.shape != (W.shape[1],):
         raise ValueError(f"W, b, x_hat, target: expected shapes (in, out), (out,), (N, in), (N, out), "
                          f"got {W.shape}, {b.shape}, {x_hat.shape}, {target.shape}")
+    if activation not in ("none", "relu", "leaky_relu"):
+        raise ValueError(f"activation: expected 'none', 'relu' or 'leaky_relu', got {activation!r}")
     iterations = check_int_in_range(iterations, "iterations", 1, 10**7)
     lr, reg_weight = check_positive(lr, "lr"), check_nonnegative(reg_weight, "reg_weight")
     rng = as_rng(seed)
     s = np.broadcast_to(qparams.scale.astype(np.float64), (W.shape[1],))
     W_floor = np.floor(W / s)
-    V = initial_v(W, s)
-    params, opt = {"V": V}, Adam(lr)
+    params, opt = {"V": initial_v(W, s)}, Adam(lr)
     hist = {"recon": [], "soft": []}
     n = x_hat.shape[0]
     for t in range(iterations):
         idx = slice(None) if batch_size is None or batch_size >= n else rng.choice(n, batch_size, replace=False)
-        xb, tb = x_hat[idx], target[idx]
-        h = rectified_sigmoid(V)
-        soft = W_floor + h
-        out, slope = _activate(xb @ (s * np.clip(soft, qparams.qmin, qparams.qmax)) + b, activation, alpha)
-        diff = out - tb
-        g = 2.0 * diff * slope / xb.shape[0]
-        inside = (soft > qparams.qmin) & (soft < qparams.qmax)
-        dh = (xb.T @ g) * s * inside
         bt = beta_schedule(t, iterations, beta[0], beta[1], warmup)
-        if bt is not None and reg_weight:
-            dh = dh + reg_weight * adaround_regularizer_grad(h, bt)
-        opt.step(params, {"V": dh * rectified_sigmoid_grad(V)})
-        hist["recon"].append(float(np.sum(diff * diff) / xb.shape[0]))
-        hist["soft"].append(float(np.mean((h > 0) & (h < 1))))
-    w_q = hard_rounding(W_floor, V, qparams.qmin, qparams.qmax)
-    nearest = np.clip(np.round(W / s), qparams.qmin, qparams.qmax)
+        recon, _, grad = adaround_loss_and_grad(params["V"], W_floor, s, x_hat[idx], target[idx], b,
+                                                qparams.qmin, qparams.qmax, activation, alpha,
+                                                reg_weight, bt)
+        hist["soft"].append(float(np.mean(rectified_sigmoid_grad(params["V"]) > 0)))
+        opt.step(params, {"V": grad})
+        hist["recon"].append(recon)
+    w_q = hard_rounding(W_floor, params["V"], qparams.qmin, qparams.qmax)
+    nearest = np.clip(round_half_away(W / s), qparams.qmin, qparams.qmax)
     hist["changed"] = float(np.mean(w_q != nearest))
     return w_q, hist
 
