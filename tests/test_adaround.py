@@ -77,7 +77,7 @@ def test_beta_schedule_warm_up_then_linear_annealing_from_20_to_2():
     assert beta_schedule(100, 100) == 2.0
 
 
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(seeds, st.integers(2, 8), st.sampled_from(["none", "relu", "leaky_relu"]), st.booleans())
 def test_objective_gradient_matches_finite_differences(seed, bits, activation, with_reg):
     rng = np.random.default_rng(seed)
@@ -102,7 +102,7 @@ def test_objective_gradient_matches_finite_differences(seed, bits, activation, w
     np.testing.assert_allclose(adaround_loss_and_grad(V, *args)[2], num, rtol=1e-4, atol=1e-7)
 
 
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(seeds, st.integers(2, 8), st.sampled_from(["tflite_int8_weights", "tflite_int8_weights_per_tensor"]),
        st.sampled_from(["minmax", "mse"]))
 def test_every_adarounded_weight_is_the_floor_or_the_ceiling_of_w_over_s(seed, bits, scheme, method):

@@ -47,7 +47,7 @@ def digits_model():
     return model, x_tr, x_te, y_te
 
 
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(relu_mlps_with_data(), st.integers(2, 8), schemes)
 def test_after_empirical_bias_correction_the_mean_output_error_is_zero(case, bits, scheme):
     model, x = case
@@ -60,7 +60,7 @@ def test_after_empirical_bias_correction_the_mean_output_error_is_zero(case, bit
         np.testing.assert_array_equal(old.W, new.W)
 
 
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(relu_mlps_with_data(), st.integers(2, 8), schemes)
 def test_analytic_and_empirical_corrections_agree_on_the_first_layer(case, bits, scheme):
     """Its input is the data itself: E[x] is known exactly, no normal assumption."""
