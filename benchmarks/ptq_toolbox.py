@@ -84,8 +84,9 @@ def train_float_model(seed: int):
     return model, x_tr, x_te, y_tr, y_te
 
 
-def post_training(model, x_tr, bits: int) -> dict:
-    """Every post-training method at ``bits``: name -> integer-only QuantizedMLP."""
+def rounding_methods(model, x_tr, bits: int) -> dict:
+    """The round-to-nearest methods at ``bits`` (with equalization and bias correction, no
+    optimisation: a fraction of a second): name -> integer-only QuantizedMLP."""
     out = {("RTN", "per-channel"): quantize_model(model, x_tr, bits=bits),
            ("RTN", "per-tensor"): quantize_model(model, x_tr, PER_TENSOR, bits=bits)}
     mse = rtn_weights(model, PER_CHANNEL, bits, method="mse")
@@ -99,12 +100,18 @@ def post_training(model, x_tr, bits: int) -> dict:
     mean, stats = preactivation_statistics(cle, x_tr)
     out[("CLE + BC (analytic)", "per-tensor")] = to_quantized_mlp(
         analytic_bias_correction(cle, w_t, mean, stats), w_t, x_tr)
-    ada = adaround(model, x_tr, PER_CHANNEL, bits, **ADAROUND).weights
-    out[("AdaRound", "per-channel")] = to_quantized_mlp(model, ada, x_tr)
-    out[("AdaRound + BC", "per-channel")] = to_quantized_mlp(empirical_bias_correction(model, ada, x_tr), ada, x_tr)
-    ada_t = adaround(cle, x_tr, PER_TENSOR, bits, **ADAROUND).weights
-    out[("CLE + AdaRound", "per-tensor")] = to_quantized_mlp(cle, ada_t, x_tr)
     return out
+
+
+def adaround_methods(model, x_tr, bits: int) -> dict:
+    """AdaRound at ``bits``, alone, with bias correction, and per tensor after equalization."""
+    ada = adaround(model, x_tr, PER_CHANNEL, bits, **ADAROUND).weights
+    cle = cross_layer_equalization(model)
+    ada_t = adaround(cle, x_tr, PER_TENSOR, bits, **ADAROUND).weights
+    return {("AdaRound", "per-channel"): to_quantized_mlp(model, ada, x_tr),
+            ("AdaRound + BC", "per-channel"): to_quantized_mlp(
+                empirical_bias_correction(model, ada, x_tr), ada, x_tr),
+            ("CLE + AdaRound", "per-tensor"): to_quantized_mlp(cle, ada_t, x_tr)}
 
 
 def fine_tuned(model, x_tr, y_tr, seed: int, bits: int, act_bits: int = 8):
@@ -127,7 +134,8 @@ def run(seeds=SEEDS) -> tuple[dict, dict, list]:
         model, x_tr, x_te, y_tr, y_te = train_float_model(seed)
         float_acc.append(model.accuracy(x_te, y_te))
         for bits in BITS:
-            for key, qm in post_training(model, x_tr, bits).items():
+            methods = rounding_methods(model, x_tr, bits) | adaround_methods(model, x_tr, bits)
+            for key, qm in methods.items():
                 acc.setdefault(key + (bits,), []).append(qm.accuracy(x_te, y_te))
             for name, sim in fine_tuned(model, x_tr, y_tr, seed, bits).items():
                 qm = sim.convert() if name == "QAT" else sim.convert(x_tr)
