@@ -92,32 +92,93 @@ def rectified_sigmoid(V, zeta: float = ZETA, gamma: float = GAMMA) -> np.ndarray
 
 
 def rectified_sigmoid_grad(V, zeta: float = ZETA, gamma: float = GAMMA) -> np.ndarray:
-    """``dh/dV = (zeta - gamma) sigmoid(V) (1 - sigmoid(V))`` where ``0 < h < 1``, else 0
-    (the clamp's derivative); float64, ``V``'s shape."""
+    """``dh/dV = (zeta - gamma) sigmoid(V) (1 - sigmoid(V))`` where ``0 < h < 1``, else 0.
+
+    Parameters
+    ----------
+    V : ndarray, float
+    zeta, gamma : float
+        As :func:`rectified_sigmoid`.
+
+    Returns
+    -------
+    ndarray of ``V``'s shape, float64
+        The derivative of eq. 23; 0 where the clamp is active (``h`` is exactly 0 or 1).
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, eq. 23.
+    """
     sig = _sigmoid(np.asarray(V, np.float64))
     raw = sig * (zeta - gamma) + gamma
     return np.where((raw > 0) & (raw < 1), (zeta - gamma) * sig * (1.0 - sig), 0.0)
 
 
 def adaround_regularizer(h, beta: float) -> float:
-    """``f_reg = sum_ij 1 - |2 h_ij - 1|^beta`` (AdaRound, eq. 24): 0 when every ``h`` is 0
-    or 1, largest at ``h = 1/2``; a large ``beta`` flattens it away from 0 and 1."""
+    """The rounding regulariser ``f_reg = sum_ij 1 - |2 h_ij - 1|^beta``.
+
+    Parameters
+    ----------
+    h : array, values in [0, 1]
+    beta : float, >= 1
+        Large: flat except near 0 and 1 (``h`` moves freely); 2: a parabola pulling every
+        ``h`` to 0 or 1.
+
+    Returns
+    -------
+    float
+        0 exactly when every ``h`` is 0 or 1; 1 per weight at ``h = 1/2``.
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, eq. 24.
+    """
     return float(np.sum(1.0 - np.abs(2.0 * np.asarray(h, np.float64) - 1.0) ** beta))
 
 
 def adaround_regularizer_grad(h, beta: float) -> np.ndarray:
-    """``d f_reg / dh = -2 beta |2h - 1|^(beta - 1) sign(2h - 1)`` (float64, ``h``'s shape;
-    ``beta >= 1``, so it is 0 at ``h = 1/2``)."""
+    """``d f_reg / dh = -2 beta |2h - 1|^(beta - 1) sign(2h - 1)``, elementwise.
+
+    Parameters
+    ----------
+    h : array, values in [0, 1]
+    beta : float, >= 1 (so the derivative is 0, not undefined, at ``h = 1/2``)
+
+    Returns
+    -------
+    ndarray of ``h``'s shape, float64
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, eq. 24 (its derivative).
+    """
     d = 2.0 * np.asarray(h, np.float64) - 1.0
     return -2.0 * beta * np.abs(d) ** (beta - 1.0) * np.sign(d)
 
 
 def beta_schedule(t: int, total: int, start: float = 20.0, end: float = 2.0,
                   warmup: float = 0.2) -> float | None:
-    """``beta`` at iteration ``t`` of ``total``: None (no regulariser) during the first
-    ``warmup * total`` iterations, then linear from ``start`` down to ``end`` (the
-    annealing of AdaRound, section 5; the warm-up and the linear decay follow the
-    authors' released implementation)."""
+    """``beta`` at iteration ``t`` of ``total``.
+
+    ``None`` (regulariser off) while ``t < warmup * total``, then linear from ``start`` to
+    ``end``: ``beta = end + (start - end) * (1 - (t - t0) / (total - t0))``.
+
+    Parameters
+    ----------
+    t, total : int
+    start, end : float
+        20 and 2 in the paper.
+    warmup : float in [0, 1)
+
+    Returns
+    -------
+    float or None
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, section 5 (annealing ``beta``); the warm-up and
+    the linear decay follow the authors' released code.
+    """
     t0 = warmup * total
     if t < t0:
         return None
@@ -125,23 +186,68 @@ def beta_schedule(t: int, total: int, start: float = 20.0, end: float = 2.0,
 
 
 def initial_v(W, s, zeta: float = ZETA, gamma: float = GAMMA) -> np.ndarray:
-    """``V_0`` with ``h(V_0) = W / s - floor(W / s)``: the soft weights start at ``W``
-    itself (inverse of eq. 23 on the fractional part; clipped to stay finite)."""
+    """``V_0`` with ``h(V_0) = W / s - floor(W / s)``, so that the soft weights start at ``W``.
+
+    Formula: the inverse of eq. 23 on the fractional part ``r``:
+    ``V_0 = log(p / (1 - p))``, ``p = (r - gamma) / (zeta - gamma)`` (``p`` clipped to
+    ``[1e-6, 1 - 1e-6]`` to stay finite).
+
+    Parameters
+    ----------
+    W : array (in, out)
+    s : float or array (out,)
+        The grid's step(s).
+    zeta, gamma : float
+
+    Returns
+    -------
+    ndarray (in, out), float64
+    """
     frac = np.asarray(W, np.float64) / s - np.floor(np.asarray(W, np.float64) / s)
     p = np.clip((frac - gamma) / (zeta - gamma), 1e-6, 1 - 1e-6)
     return np.log(p / (1.0 - p))
 
 
 def soft_quantized_weights(W_floor, h, s, qmin: int, qmax: int) -> np.ndarray:
-    """``W_soft = s * clamp(W_floor + h, qmin, qmax)`` (AdaRound, eq. 22), float64; ``s``
-    broadcasts over the columns (per channel) or is a scalar."""
+    """The soft-quantized weights ``W_soft = s * clamp(W_floor + h, qmin, qmax)``.
+
+    Parameters
+    ----------
+    W_floor : array (in, out)
+        ``floor(W / s)``.
+    h : array (in, out), values in [0, 1]
+    s : float or array (out,)
+        Broadcast over the columns.
+    qmin, qmax : int
+        The grid's integer range.
+
+    Returns
+    -------
+    ndarray (in, out), float64
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, eq. 22.
+    """
     return s * np.clip(W_floor + h, qmin, qmax)
 
 
 def hard_rounding(W_floor, V, qmin: int, qmax: int) -> np.ndarray:
-    """The final integer weights ``clamp(W_floor + [h(V) >= 1/2], qmin, qmax)`` as int8:
-    ``h >= 1/2`` exactly when ``V >= 0`` (each weight is the floor or the ceiling of
-    ``W / s``, clamped to the grid)."""
+    """The final integer weights ``clamp(W_floor + [V >= 0], qmin, qmax)``.
+
+    ``V >= 0`` exactly when ``h(V) >= 1/2``, so every weight is the floor or the ceiling
+    of ``W / s`` (clamped to the grid).
+
+    Parameters
+    ----------
+    W_floor : array (in, out)
+    V : array (in, out)
+    qmin, qmax : int
+
+    Returns
+    -------
+    ndarray (in, out), int8
+    """
     return np.clip(W_floor + (np.asarray(V) >= 0), qmin, qmax).astype(np.int8)
 
 

@@ -100,9 +100,21 @@ def clipped_normal_mean(mu, sigma, alpha: float = 0.0) -> np.ndarray:
 
 
 def expected_output_error(expected_input, W, W_hat) -> np.ndarray:
-    """``E[x] (W_hat - W)``: the mean change of a layer's output when its weights are
-    replaced by ``W_hat`` (Nagel et al. 2019, section 4.2: ``E[y_hat] = E[y] + eps E[x]``).
-    Shapes ``(in,)``, ``(in, out)``, ``(in, out)`` -> ``(out,)`` float64."""
+    """The mean change of a layer's output when ``W`` is replaced by ``W_hat``: ``E[x] (W_hat - W)``.
+
+    Parameters
+    ----------
+    expected_input : array (in,)
+    W, W_hat : array (in, out)
+
+    Returns
+    -------
+    ndarray (out,), float64
+
+    References
+    ----------
+    Nagel et al. 2019, arXiv 1906.04721, section 4.2 (``E[y_hat] = E[y] + eps E[x]``).
+    """
     return np.asarray(expected_input, np.float64) @ (np.asarray(W_hat, np.float64) - np.asarray(W, np.float64))
 
 

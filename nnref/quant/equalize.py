@@ -51,8 +51,20 @@ __all__ = [
 
 
 def channel_ranges(W1: np.ndarray, W2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(r1, r2)``: ``r1_i = max_k |W1[k, i]|`` (output column ``i`` of the first layer) and
-    ``r2_i = max_j |W2[i, j]|`` (input row ``i`` of the second), each shape ``(n,)``."""
+    """The per-channel weight ranges of a layer pair: ``(r1, r2)``.
+
+    ``r1_i = max_k |W1[k, i]|`` (output column ``i`` of the first layer) and
+    ``r2_i = max_j |W2[i, j]|`` (input row ``i`` of the second).
+
+    Parameters
+    ----------
+    W1 : ndarray (in, n)
+    W2 : ndarray (n, out)
+
+    Returns
+    -------
+    (ndarray (n,), ndarray (n,))
+    """
     return np.abs(W1).max(axis=0), np.abs(W2).max(axis=1)
 
 
@@ -79,9 +91,27 @@ def equalization_scales(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
 
 
 def equalize_pair(W1, b1, W2, s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(W1 S^-1, b1 S^-1, S W2)`` for ``S = diag(s)``: columns of ``W1`` and entries of
-    ``b1`` divided by ``s``, rows of ``W2`` multiplied by it (section 4.1, eq. of
-    positive scaling). Shapes ``(in, n)``, ``(n,)``, ``(n, out)``; dtypes kept."""
+    """``(W1 S^-1, b1 S^-1, S W2)`` for ``S = diag(s)``.
+
+    Columns of ``W1`` and entries of ``b1`` divided by ``s``, rows of ``W2`` multiplied
+    by it: for ReLU or leaky ReLU between them the function is unchanged.
+
+    Parameters
+    ----------
+    W1 : ndarray (in, n)
+    b1 : ndarray (n,)
+    W2 : ndarray (n, out)
+    s : ndarray (n,), > 0
+
+    Returns
+    -------
+    (ndarray, ndarray, ndarray)
+        Same shapes and dtypes as the inputs.
+
+    References
+    ----------
+    Nagel et al. 2019, arXiv 1906.04721, section 4.1.
+    """
     s = np.asarray(s)
     return ((W1 / s[None, :]).astype(W1.dtype), (b1 / s).astype(b1.dtype),
             (W2 * s[:, None]).astype(W2.dtype))
@@ -125,9 +155,23 @@ def cross_layer_equalization(model: MLP, max_sweeps: int = 20, tol: float = 1e-6
 
 
 def absorption_amounts(mean, std, n_std: float = 3.0) -> np.ndarray:
-    """``c = max(0, mean - n_std * std)``: how much of a ReLU unit's bias can move to the
-    next layer (Nagel et al. 2019, section 4.1, "absorbing high biases"; the paper uses
-    batch normalization's ``beta - 3 gamma``). Shapes ``(n,)``."""
+    """How much of each ReLU unit's bias can move to the next layer: ``c = max(0, mean - n_std * std)``.
+
+    Parameters
+    ----------
+    mean, std : array (n,)
+        The pre-activation's statistics (batch normalization's ``beta`` and ``gamma`` in
+        the paper).
+    n_std : float
+
+    Returns
+    -------
+    ndarray (n,), >= 0
+
+    References
+    ----------
+    Nagel et al. 2019, arXiv 1906.04721, section 4.1 ("absorbing high biases").
+    """
     return np.maximum(0.0, np.asarray(mean) - n_std * np.asarray(std))
 
 

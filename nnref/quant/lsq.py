@@ -68,18 +68,50 @@ _MIN_STEP = 1e-8  # a step driven to <= 0 by the optimizer is used as this (neve
 
 
 def lsq_quantize(v, s, qn: int, qp: int) -> np.ndarray:
-    """``v_hat = round(clamp(v / s, -Q_N, Q_P)) * s`` (LSQ, eqs. 1-2; rounding half away
-    from zero, as TensorFlow Lite). ``s`` broadcasts against ``v`` (a scalar or one step per
-    column); the result has ``v``'s dtype."""
+    """LSQ's quantizer ``v_hat = round(clamp(v / s, -Q_N, Q_P)) * s``.
+
+    Parameters
+    ----------
+    v : ndarray, float
+    s : float or ndarray
+        The step, broadcast against ``v`` (one per column of a weight matrix, or a scalar).
+    qn, qp : int
+        ``Q_N`` and ``Q_P``, the numbers of negative and positive levels.
+
+    Returns
+    -------
+    ndarray of ``v``'s shape and dtype
+        Rounded half away from zero, as TensorFlow Lite (the paper leaves ties open).
+
+    References
+    ----------
+    Esser et al. 2020, arXiv 1902.08153, eqs. 1-2.
+    """
     return (round_half_away(np.clip(v / s, -qn, qp)) * s).astype(np.asarray(v).dtype, copy=False)
 
 
 def lsq_grad(v, s, qn: int, qp: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(d v_hat / d v, d v_hat / d s)`` elementwise (LSQ, eq. 3, with the STE).
+    """``(d v_hat / d v, d v_hat / d s)``, elementwise, with the straight-through estimator.
 
-    ``d v_hat / d v`` is 1 where ``-Q_N < v/s < Q_P`` and 0 where clamped;
-    ``d v_hat / d s`` is ``round(v/s) - v/s`` inside, ``-Q_N`` below and ``Q_P`` above.
-    Float arrays of ``v``'s shape (``s`` broadcast).
+    Formula::
+
+        d v_hat / d v = 1 if -Q_N < v/s < Q_P else 0
+        d v_hat / d s = round(v/s) - v/s  inside,   -Q_N below,   Q_P above
+
+    Parameters
+    ----------
+    v : ndarray, float
+    s : float or ndarray, > 0
+    qn, qp : int
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Both of ``v``'s shape (``s`` broadcast), float.
+
+    References
+    ----------
+    Esser et al. 2020, arXiv 1902.08153, eq. 3.
     """
     r = v / s
     inside = (r > -qn) & (r < qp)
@@ -88,34 +120,114 @@ def lsq_grad(v, s, qn: int, qp: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lsq_grad_scale(n: int, qp: int) -> float:
-    """LSQ's gradient scale ``g = 1 / sqrt(N Q_P)`` (section 2.2), ``N`` the number of
-    values that share the step."""
+    """LSQ's gradient scale ``g = 1 / sqrt(N Q_P)``.
+
+    Parameters
+    ----------
+    n : int
+        The number of values that share the step (a layer's weights per step, or a
+        layer's features per example for an activation).
+    qp : int
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    Esser et al. 2020, arXiv 1902.08153, section 2.2.
+    """
     return 1.0 / float(np.sqrt(n * qp))
 
 
 def lsq_init_step(v, qp: int, axis=None) -> np.ndarray:
-    """LSQ's initial step ``2 mean|v| / sqrt(Q_P)`` (section 2.1), over ``axis`` (``0``: one
-    per column of a weight matrix)."""
+    """LSQ's initial step ``2 mean|v| / sqrt(Q_P)``.
+
+    Parameters
+    ----------
+    v : ndarray
+    qp : int
+    axis : int or None
+        ``0`` gives one step per column of a weight matrix.
+
+    Returns
+    -------
+    float or ndarray
+
+    References
+    ----------
+    Esser et al. 2020, arXiv 1902.08153, section 2.1.
+    """
     return 2.0 * np.mean(np.abs(v), axis=axis) / np.sqrt(qp)
 
 
 def pact_forward(x, alpha) -> np.ndarray:
-    """PACT's activation ``y = clamp(x, 0, alpha) = (|x| - |x - alpha| + alpha) / 2``
-    (Choi et al. 2018, eq. 1)."""
+    """PACT's activation ``y = clamp(x, 0, alpha) = (|x| - |x - alpha| + alpha) / 2``.
+
+    Parameters
+    ----------
+    x : ndarray, float
+    alpha : float, > 0
+
+    Returns
+    -------
+    ndarray of ``x``'s shape and dtype
+
+    References
+    ----------
+    Choi et al. 2018, arXiv 1805.06085, eq. 1.
+    """
     return np.clip(x, 0.0, alpha).astype(np.asarray(x).dtype, copy=False)
 
 
 def pact_quantize(x, alpha, bits: int) -> np.ndarray:
-    """``y_q = round(y (2^k - 1) / alpha) * alpha / (2^k - 1)`` with ``y = pact_forward(x,
-    alpha)`` (PACT, eq. 2; rounding half away from zero): ``2^k`` levels on ``[0, alpha]``."""
+    """PACT's quantized activation ``y_q = round(y (2^k - 1) / alpha) * alpha / (2^k - 1)``.
+
+    ``y = pact_forward(x, alpha)``: ``2^k`` levels on ``[0, alpha]``, rounded half away
+    from zero.
+
+    Parameters
+    ----------
+    x : ndarray, float
+    alpha : float, > 0
+    bits : int
+        ``k``.
+
+    Returns
+    -------
+    ndarray of ``x``'s shape and dtype
+
+    References
+    ----------
+    Choi et al. 2018, arXiv 1805.06085, eq. 2.
+    """
     n = 2**bits - 1
     return lsq_quantize(pact_forward(x, alpha), np.asarray(alpha / n, dtype=np.asarray(x).dtype), 0, n)
 
 
 def pact_backward(grad_out, x, alpha) -> tuple[np.ndarray, float]:
-    """``(dL/dx, dL/dalpha)`` through PACT (eq. 3 with the straight-through estimator):
-    ``dL/dx = grad_out`` where ``0 <= x < alpha``, else 0; ``dL/dalpha = sum of grad_out
-    where x >= alpha``."""
+    """``(dL/dx, dL/dalpha)`` through PACT, with the straight-through estimator.
+
+    Formula::
+
+        dL/dx     = grad_out  where 0 <= x < alpha, else 0
+        dL/dalpha = sum of grad_out where x >= alpha
+
+    Parameters
+    ----------
+    grad_out : ndarray, float
+        ``dL/dy_q``, shape of ``x``.
+    x : ndarray, float
+    alpha : float
+
+    Returns
+    -------
+    (ndarray, float)
+
+    References
+    ----------
+    Choi et al. 2018, arXiv 1805.06085, eq. 3.
+    """
     clipped = x >= alpha
     dx = np.where((x >= 0) & ~clipped, grad_out, 0.0).astype(grad_out.dtype)
     return dx, float(np.sum(grad_out, where=clipped))
@@ -144,9 +256,12 @@ class LSQLinear(Linear):
         if not isinstance(linear, Linear):
             raise TypeError(f"linear: expected a Linear layer, got {describe(linear)}")
         self.bits = check_int_in_range(bits, "bits", 2, 8)
+        if not isinstance(per_channel, (bool, np.bool_)):
+            raise TypeError(f"per_channel: expected a bool, got {describe(per_channel)}")
         self.per_channel = bool(per_channel)
         self.W, self.b = linear.W.copy(), linear.b.copy()
         self.dW = self.db = self.ds = None
+        self.W_hat: np.ndarray | None = None  # the weights of the last forward
         self._x = None
         q = _signed_levels(self.bits)
         if init == "lsq":
@@ -213,6 +328,7 @@ class LSQActivation(Layer):
         self.s = np.array([step], dtype=dtype)
         self.ds = None
         self._x = None
+        self._pos = None
 
     @property
     def levels(self) -> int:
