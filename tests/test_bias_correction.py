@@ -177,3 +177,12 @@ def test_bad_weight_sets_and_arguments_are_refused(digits_model):
         to_quantized_mlp(model, w, x_tr, calibrate_on="both")
     with pytest.raises(ValueError, match="stats"):
         analytic_bias_correction(model, w, np.zeros(64), [])
+
+
+def test_mse_scales_worked_example():
+    # 2 bits (levels -1, 0, 1): the min-max step 1.0 sends 0.6, 0.55 and -0.6 to 0 or 1 far
+    # from them (error 0.5225); the best candidate j / 100 is 0.69 (error 0.1319), next to
+    # the continuous optimum 0.6875, the mean of the four magnitudes all rounded to +-1.
+    W = np.array([[1.0], [0.6], [0.55], [-0.6]])
+    assert mse_scales(W, 1, per_channel=True)[0] == pytest.approx(0.69, abs=1e-12)
+    assert mse_scales(W, 1, per_channel=False) == pytest.approx(0.69, abs=1e-12)

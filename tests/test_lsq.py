@@ -174,3 +174,13 @@ def test_lsq_refuses_bad_arguments(digits):
         prepare_lsq(MLP([64, 8, 10], activation="leaky_relu"), x_tr)
     with pytest.raises(ValueError, match="act_bits"):
         prepare_lsq(model, x_tr, act_bits=4).convert(x_tr)
+
+
+def test_pact_worked_values():
+    x = np.array([-1.0, 0.3, 1.2, 5.0])
+    # alpha = 2, 2 bits: 3 steps of 2/3 on [0, 2]; 0.3 -> 0.45 steps -> 0, 1.2 -> 1.8 -> 2
+    np.testing.assert_allclose(pact_quantize(x, 2.0, 2), [0.0, 0.0, 4 / 3, 2.0], rtol=1e-15)
+    np.testing.assert_array_equal(pact_forward(x, 2.0), [0.0, 0.3, 1.2, 2.0])
+    dx, dalpha = pact_backward(np.array([1.0, 2.0, 3.0, 4.0]), x, 2.0)
+    np.testing.assert_array_equal(dx, [0.0, 2.0, 3.0, 0.0])
+    assert dalpha == 4.0
