@@ -184,3 +184,15 @@ def test_pact_worked_values():
     dx, dalpha = pact_backward(np.array([1.0, 2.0, 3.0, 4.0]), x, 2.0)
     np.testing.assert_array_equal(dx, [0.0, 2.0, 3.0, 0.0])
     assert dalpha == 4.0
+
+
+def test_lsq_model_saves_its_latent_float_weights(digits, tmp_path):
+    model, x_tr, _, _, _ = digits
+    sim = prepare_lsq(model, x_tr, 3, act_quantizer="pact")
+    sim.save(tmp_path / "lsq.npz")
+    loaded = MLP.load(tmp_path / "lsq.npz")
+    for a, b in zip(loaded.linears, sim.linears):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    with pytest.raises(NotImplementedError, match="per_example_grads"):
+        sim.per_example_grads(x_tr[:2], np.zeros(2, dtype=np.int64))

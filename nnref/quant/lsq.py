@@ -476,6 +476,16 @@ class LSQMLP(MLP):
             lin.W, lin.b = own.W.copy(), own.b.copy()
         return model
 
+    def save(self, path) -> None:
+        """Write the latent float weights and biases as a plain MLP file (``MLP.load`` reads
+        it); the steps and clipping levels are not saved (convert to keep them)."""
+        self.to_float().save(path)
+
+    def per_example_grads(self, x, labels, loss: str = "cross_entropy"):
+        """Not available: per-example gradients of the steps are not implemented."""
+        raise NotImplementedError("per_example_grads: not implemented for LSQMLP (the steps' "
+                                  "per-example gradients); use loss_and_grads")
+
     def integer_weights(self) -> list[tuple[np.ndarray, QParams]]:
         """The weight set the forward uses (one ``(w_q, qparams)`` per layer)."""
         return [lin.integer_weights() for lin in self.linears]
