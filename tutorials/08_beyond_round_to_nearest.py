@@ -68,7 +68,7 @@ from nnref.quant.bias_correction import (
     mean_output_errors,
     preactivation_statistics,
 )
-from nnref.quant.equalize import channel_ranges, cross_layer_equalization
+from nnref.quant.equalize import absorb_high_biases, channel_ranges, cross_layer_equalization
 from nnref.quant.layerwise import dequantized_model, rtn_weights, to_quantized_mlp
 from nnref.quant.lsq import lsq_grad, lsq_quantize, pact_backward, prepare_lsq
 from nnref.quant.ptq_plots import (
@@ -150,6 +150,20 @@ for b in BITS:
     w = rtn_weights(cle, PER_TENSOR, b)
     results["CLE per-tensor"][b] = to_quantized_mlp(cle, w, x_tr, calibrate_on="float").accuracy(x_te, y_te)
 print("CLE per-tensor  ", "  ".join(f"int{b} {100 * a:6.2f} %" for b, a in results["CLE per-tensor"].items()))
+
+# %% [markdown]
+# Dividing $b_1$ by $s$ can also leave a unit with a large bias. Where a pre-activation
+# stays above some $c_i \ge 0$ on (almost) all data, the ReLU is the identity there, and
+# $c$ can move into the next layer, $b_1 \leftarrow b_1 - c$, $b_2 \leftarrow b_2 + c\,W_2$,
+# shrinking the first layer's output range (section 4.1, "absorbing high biases", with
+# $c_i = \max(0, \mu_i - 3\sigma_i)$). `absorb_high_biases` does that; on this model no
+# hidden unit is three standard deviations above zero, so it moves nothing:
+
+# %%
+absorbed = absorb_high_biases(cle, x_tr, n_std=3.0)
+moved = cle.linears[0].b - absorbed.linears[0].b
+print(f"units whose bias moved: {int(np.sum(moved > 0))} of {moved.size}")
+assert np.all(moved >= 0)
 
 # %% [markdown]
 # ## 3. Bias correction
