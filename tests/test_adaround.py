@@ -166,3 +166,12 @@ def test_adaround_refuses_bad_arguments(digits):
         adaround_layer(W, model.linears[0].b, x_tr, x_tr @ W, qp, iterations=0)
     with pytest.raises(ValueError, match="ReLU or LeakyReLU"):
         adaround(MLP([64, 8, 10], activation="sigmoid"), x_tr)
+
+
+def test_adaround_layer_refuses_a_grid_that_does_not_fit(digits):
+    model, x_tr, _, _ = digits
+    W, b = model.linears[0].W, model.linears[0].b
+    with pytest.raises(ValueError, match="qparams"):
+        adaround_layer(W, b, x_tr, x_tr @ W, weight_qparams(W[:, :5], bits=4))
+    with pytest.raises(ValueError, match="batch_size"):
+        adaround_layer(W, b, x_tr, x_tr @ W, weight_qparams(W, bits=4), batch_size=0)

@@ -288,7 +288,30 @@ def adaround_loss_and_grad(V, W_floor, s, x_hat, target, b, qmin: int, qmax: int
 
         dL/dV = [(x_hat^T g) * s * [qmin < W_floor + h < qmax] + reg_weight * d f_reg/dh] * dh/dV
 
-    Returns ``(recon, reg, dL/dV)`` (the loss is ``recon + reg_weight * reg``), float64.
+    Parameters
+    ----------
+    V, W_floor : ndarray (in, out)
+    s : ndarray (out,) or float
+        The grid's steps.
+    x_hat : ndarray (B, in)
+    target : ndarray (B, out)
+    b : ndarray (out,)
+    qmin, qmax : int
+    activation : {"none", "relu", "leaky_relu"}
+    alpha : float
+        Leaky ReLU slope.
+    reg_weight : float
+        ``lambda``.
+    beta : float or None
+
+    Returns
+    -------
+    (float, float, ndarray (in, out))
+        ``(recon, reg, dL/dV)``; the loss is ``recon + reg_weight * reg``; float64.
+
+    References
+    ----------
+    Nagel et al. 2020, arXiv 2004.10568, eqs. 22-25.
     """
     h = rectified_sigmoid(V)
     soft = W_floor + h
@@ -349,6 +372,12 @@ def adaround_layer(W, b, x_hat, target, qparams: QParams, activation: str = "non
                          f"got {W.shape}, {b.shape}, {x_hat.shape}, {target.shape}")
     if activation not in ("none", "relu", "leaky_relu"):
         raise ValueError(f"activation: expected 'none', 'relu' or 'leaky_relu', got {activation!r}")
+    if not isinstance(qparams, QParams) or not qparams.signed or np.any(qparams.zero_point != 0) or (
+            qparams.per_channel and qparams.num_channels != W.shape[1]):
+        raise ValueError(f"qparams: expected symmetric signed QParams (zero point 0) per tensor or "
+                         f"with {W.shape[1]} channels, got {qparams!r}")
+    if batch_size is not None:
+        batch_size = check_int_in_range(batch_size, "batch_size", 1, 10**9)
     iterations = check_int_in_range(iterations, "iterations", 1, 10**7)
     lr, reg_weight = check_positive(lr, "lr"), check_nonnegative(reg_weight, "reg_weight")
     rng = as_rng(seed)
