@@ -82,3 +82,28 @@ quantized_multipliers = st.one_of(st.just(0), st.integers(2**30, 2**31 - 1))
 int32_values = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 normalised_m0 = st.integers(min_value=2**30, max_value=2**31 - 1)
 nonpositive_shifts = st.integers(min_value=-31, max_value=0)
+
+
+# ---- Post-training toolbox (nnref.quant.equalize, bias_correction, adaround, lsq) ----
+
+
+@st.composite
+def relu_mlps_with_data(draw, max_layers=3, max_width=8, activations=("relu", "leaky_relu"),
+                        dtype=np.float64):
+    """``(model, x)``: a float64 ``MLP`` of 2..max_layers Linear layers joined by ReLU or
+    leaky ReLU, its weights' columns scaled by factors up to 100 apart (so channel ranges
+    differ, as equalization needs) and random biases, and inputs ``x`` (N, in), N in 1..16."""
+    from nnref.mlp import MLP
+
+    n_layers = draw(st.integers(2, max_layers))
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=n_layers + 1, max_size=n_layers + 1))
+    activation = draw(st.sampled_from(list(activations)))
+    seed = draw(seeds)
+    model = MLP(sizes, activation=activation, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    for lin in model.linears:
+        lin.W *= 10.0 ** rng.uniform(-1, 1, size=lin.W.shape[1])
+        lin.b[...] = rng.normal(0, 1, size=lin.b.shape)
+    n = draw(st.integers(1, 16))
+    x = draw(float_arrays((n, sizes[0]), st.floats(-3, 3, allow_nan=False), dtype))
+    return model, x
