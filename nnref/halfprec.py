@@ -44,6 +44,7 @@ __all__ = [
     "stochastic_round_float16",
     "loss_scale_update",
     "GradScaler",
+    "scaled_step",
     "half_loss_and_grads",
     "gradient_underflow",
     "HalfHistory",
@@ -306,6 +307,26 @@ class GradScaler:
         return f"GradScaler({kind}, scale={self.scale:g}, growth_interval={self.growth_interval})"
 
 
+def scaled_step(optimizer, params: dict, scaled_grads: dict, scaler: GradScaler, grad_transform=None) -> bool:
+    """One optimizer step from loss-scaled gradients; returns whether it was skipped.
+
+    PyTorch's ``scaler.unscale_(opt)``, ``clip_grad_norm_`` (here ``grad_transform``),
+    ``scaler.step(opt)``, ``scaler.update()``, in that order: the gradients are unscaled
+    (:meth:`GradScaler.unscale`); if any entry is inf or NaN the optimizer is not called
+    (``params`` and its state are untouched); otherwise ``grad_transform(grads, params)``
+    then ``optimizer.step(params, grads)``. Finally :meth:`GradScaler.update`.
+    """
+    if not isinstance(scaler, GradScaler):
+        raise TypeError(f"scaler: expected a GradScaler, got {describe(scaler)}")
+    grads, found_inf = scaler.unscale(scaled_grads)
+    if not found_inf:
+        if grad_transform is not None:
+            grads = grad_transform(grads, params)
+        optimizer.step(params, grads)
+    scaler.update(found_inf)
+    return found_inf
+
+
 # --------------------------------------------------------------------------- forward / backward
 
 
@@ -428,10 +449,10 @@ def fit_half(model: MLP, optimizer, x, y, epochs: int, batch_size: int, fmt: str
     """Mixed-precision training of ``model`` (float32 master weights, updated in place).
 
     Each step: working weights ``= r(master)``; :func:`half_loss_and_grads` with the
-    scaler's scale; ``scaler.unscale``; if a gradient is non-finite the step is skipped,
-    else ``grad_transform`` (e.g. a clipper: it sees the *unscaled* gradients) and
-    ``optimizer.step(master, grads)``; then ``scaler.update``. Without a scaler the scale
-    is 1 and non-finite steps are still skipped.
+    scaler's scale; :func:`scaled_step` (unscale; skip the step if a gradient is
+    non-finite, else ``grad_transform``, e.g. a clipper, on the *unscaled* gradients, and
+    ``optimizer.step(master, grads)``; update the scale). Without a scaler the scale is a
+    static 1 and non-finite steps are still skipped.
 
     Parameters
     ----------
@@ -454,23 +475,17 @@ def fit_half(model: MLP, optimizer, x, y, epochs: int, batch_size: int, fmt: str
     if scaler is not None and not isinstance(scaler, GradScaler):
         raise TypeError(f"scaler: expected a GradScaler or None, got {describe(scaler)}")
     rng, work, hist = as_rng(seed), model.copy(), HalfHistory(fmt)
+    scaler = GradScaler(1.0, dynamic=False) if scaler is None else scaler
     master = model.params
     for _ in range(epochs):
         order = rng.permutation(x.shape[0])
         for start in range(0, x.shape[0], batch_size):
             idx = order[start:start + batch_size]
             _load_working_weights(work, model, fmt)
-            scale = scaler.scale if scaler is not None else 1.0
+            scale = scaler.scale
             loss, grads = half_loss_and_grads(work, x[idx], y[idx], fmt, scale)
-            grads, found_inf = (scaler or GradScaler(1.0, dynamic=False)).unscale(grads)
             hist.loss.append(loss)
             hist.scale.append(scale)
-            hist.skipped.append(found_inf)
-            if not found_inf:
-                if grad_transform is not None:
-                    grads = grad_transform(grads, master)
-                optimizer.step(master, grads)
-            if scaler is not None:
-                scaler.update(found_inf)
+            hist.skipped.append(scaled_step(optimizer, master, grads, scaler, grad_transform))
         hist.train_acc.append(model.accuracy(x, y))
     return hist
