@@ -75,62 +75,69 @@ def _train(sizes, x, y, seed: int) -> MLP:
 # --------------------------------------------------------------------------- 1 and 4
 
 
-def precision_and_binary(seeds=SEEDS) -> tuple[dict, dict, dict]:
-    """Parts 1 and 4: ``(precision rows, binary rows, details)``; rows map a label to
-    ``{"size": bytes, "acc": [per seed], "bits": [per seed]}``."""
-    prec, binary, details = {}, {}, {"sensitivity": [], "stats_model": None}
+def _add(table: dict, label: str, size: int, acc: float, bits=None) -> None:
+    row = table.setdefault(label, {"size": [], "acc": [], "bits": []})
+    row["size"].append(size)
+    row["acc"].append(acc)
+    row["bits"].append(bits)
 
-    def add(table, label, size, acc, bits=None):
-        row = table.setdefault(label, {"size": [], "acc": [], "bits": []})
-        row["size"].append(size)
-        row["acc"].append(acc)
-        row["bits"].append(bits)
 
+def _wide_model(seed: int):
+    """Part 1's data and float model: ``(model, x_fit, y_fit, x_val, y_val, x_te, y_te)``."""
+    x_tr, x_te, y_tr, y_te = _split(seed)
+    x_fit, x_val, y_fit, y_val = train_test_split(x_tr, y_tr, test_fraction=0.25, seed=seed)
+    return _train(WIDE, x_fit, y_fit, seed), x_fit, y_fit, x_val, y_val, x_te, y_te
+
+
+def precision(seeds=SEEDS) -> tuple[dict, list]:
+    """Part 1: ``(rows, sensitivities)``; rows map a label to ``{"size": [...], "acc":
+    [...], "bits": [...]}`` (one entry per seed); one Sensitivity per seed."""
+    rows, sens = {}, []
     for seed in seeds:
-        x_tr, x_te, y_tr, y_te = _split(seed)
-        x_fit, x_val, y_fit, y_val = train_test_split(x_tr, y_tr, test_fraction=0.25, seed=seed)
-        model = _train(WIDE, x_fit, y_fit, seed)
-        f32 = model.accuracy(x_te, y_te)
-        add(prec, "float32", model_size_bytes(model, "float32").total, f32)
+        model, x_fit, _, x_val, y_val, x_te, y_te = _wide_model(seed)
+        _add(rows, "float32", model_size_bytes(model, "float32").total, model.accuracy(x_te, y_te))
         for b in (4, 3, 2):
-            add(prec, f"uniform {b}-bit PTQ", mixed_size_bytes(model, [b] * 3),
-                quantize_model(model, x_fit, bits=b).accuracy(x_te, y_te), (b, b, b))
+            _add(rows, f"uniform {b}-bit PTQ", mixed_size_bytes(model, [b] * 3),
+                 quantize_model(model, x_fit, bits=b).accuracy(x_te, y_te), (b, b, b))
             if b == 2:
                 continue
             choice = choose_bit_widths(model, x_val, y_val, size_budget=mixed_size_bytes(model, [b] * 3))
-            add(prec, f"mixed, size of {b}-bit", choice.size_bytes,
-                quantize_model_mixed(model, x_fit, choice.bits).accuracy(x_te, y_te), choice.bits)
-            if b == 3:
-                details["sensitivity"].append(choice.sensitivity)
+            _add(rows, f"mixed, size of {b}-bit", choice.size_bytes,
+                 quantize_model_mixed(model, x_fit, choice.bits).accuracy(x_te, y_te), choice.bits)
         choice = choose_bit_widths(model, x_val, y_val, max_accuracy_drop=0.01)
-        add(prec, "mixed, smallest within 1 pt", choice.size_bytes,
-            quantize_model_mixed(model, x_fit, choice.bits).accuracy(x_te, y_te), choice.bits)
-        if details["stats_model"] is None:
-            details["stats_model"] = model
+        _add(rows, "mixed, smallest within 1 pt", choice.size_bytes,
+             quantize_model_mixed(model, x_fit, choice.bits).accuracy(x_te, y_te), choice.bits)
+        sens.append(choice.sensitivity)
+    return rows, sens
 
-        add(binary, "float32", model_size_bytes(model, "float32").total, f32)
+
+def binary(seeds=SEEDS) -> dict:
+    """Part 4: rows as :func:`precision`'s (without bits)."""
+    rows = {}
+    for seed in seeds:
+        model, x_fit, y_fit, _, _, x_te, y_te = _wide_model(seed)
+        _add(rows, "float32", model_size_bytes(model, "float32").total, model.accuracy(x_te, y_te))
         for label, mode, acts in [("binary hidden", "binary", False), ("ternary hidden", "ternary", False),
                                   ("binary hidden + binary activations", "binary", True)]:
             b = binarize_mlp(model, mode, first_last_bits=8, binary_activations=acts)
             if not acts:
-                add(binary, f"{label}, no retraining", binary_size_bytes(b), b.accuracy(x_te, y_te))
+                _add(rows, f"{label}, no retraining", binary_size_bytes(b), b.accuracy(x_te, y_te))
             fit(b, Adam(LR), x_fit, y_fit, epochs=BINARY_EPOCHS, batch_size=BATCH, seed=seed, verbose=False)
-            add(binary, f"{label}, STE fine-tuned", binary_size_bytes(b), b.accuracy(x_te, y_te))
-    return prec, binary, details
+            _add(rows, f"{label}, STE fine-tuned", binary_size_bytes(b), b.accuracy(x_te, y_te))
+    return rows
 
 
 # --------------------------------------------------------------------------- 2 and 3
 
 
-def half_and_compression(seeds=SEEDS) -> tuple[dict, dict, dict]:
-    """Parts 2 and 3: ``(half rows, compression rows, details)``."""
-    half, comp, details = {}, {}, {"underflow": [], "sizes": []}
+def half(seeds=SEEDS) -> tuple[dict, list]:
+    """Part 2: ``(rows, underflow per seed)``."""
+    rows, underflow = {}, []
     for seed in seeds:
         x_tr, x_te, y_tr, y_te = _split(seed)
         model = _train(SMALL, x_tr, y_tr, seed)
-        f32 = model.accuracy(x_te, y_te)
-        half.setdefault("float32 (fit)", {"acc": [], "skipped": [], "scale": []})
-        half["float32 (fit)"]["acc"].append(f32)
+        rows.setdefault("float32 (fit)", {"acc": [], "skipped": [], "scale": []})
+        rows["float32 (fit)"]["acc"].append(model.accuracy(x_te, y_te))
         runs = [("float16, dynamic loss scaling", "float16", GradScaler(), None),
                 ("float16, dynamic scaling + clip 1.0", "float16", GradScaler(), clip.GlobalNorm(1.0)),
                 ("float16, no loss scaling", "float16", None, None),
@@ -138,20 +145,27 @@ def half_and_compression(seeds=SEEDS) -> tuple[dict, dict, dict]:
         for label, fmt, scaler, transform in runs:
             m = MLP(SMALL, seed=seed)
             h = fit_half(m, Adam(LR), x_tr, y_tr, EPOCHS, BATCH, fmt, scaler, transform, seed=seed)
-            row = half.setdefault(label, {"acc": [], "skipped": [], "scale": []})
+            row = rows.setdefault(label, {"acc": [], "skipped": [], "scale": []})
             row["acc"].append(m.accuracy(x_te, y_te))
             row["skipped"].append(h.n_skipped)
             row["scale"].append(scaler.scale if scaler is not None else 1.0)
         batches = [(x_tr[i:i + BATCH], y_tr[i:i + BATCH]) for i in range(0, len(x_tr), BATCH)]
-        details["underflow"].append({s: {k: np.mean([gradient_underflow(model, xb, yb, "float16", s)[k]
-                                                     for xb, yb in batches])
-                                         for k in ("parameter", "activation", "all")}
-                                     for s in (1.0, 2.0**16)})
-        _compress(model, x_tr, y_tr, x_te, y_te, seed, f32, comp, details)
-    return half, comp, details
+        underflow.append({s: {k: np.mean([gradient_underflow(model, xb, yb, "float16", s)[k] for xb, yb in batches])
+                              for k in ("parameter", "activation", "all")} for s in (1.0, 2.0**16)})
+    return rows, underflow
 
 
-def _compress(model, x_tr, y_tr, x_te, y_te, seed, f32, comp, details) -> None:
+def compression(seeds=SEEDS) -> dict:
+    """Part 3: rows mapping a stage to ``{"acc": [...], "size": [...]}``."""
+    comp = {}
+    for seed in seeds:
+        x_tr, x_te, y_tr, y_te = _split(seed)
+        model = _train(SMALL, x_tr, y_tr, seed)
+        _compress(model, x_tr, y_tr, x_te, y_te, seed, model.accuracy(x_te, y_te), comp)
+    return comp
+
+
+def _compress(model, x_tr, y_tr, x_te, y_te, seed, f32, comp) -> None:
     def add(label, acc, size):
         row = comp.setdefault(label, {"acc": [], "size": []})
         row["acc"].append(acc)
@@ -168,7 +182,6 @@ def _compress(model, x_tr, y_tr, x_te, y_te, seed, f32, comp, details) -> None:
     shared = SharedWeightMLP(pruned, SHARE_K, masks)
     fit(shared, Adam(1e-4), x_tr, y_tr, epochs=SHARE_EPOCHS, batch_size=BATCH, seed=seed, verbose=False)
     sizes = compression_sizes(shared)
-    details["sizes"].append(sizes)
     add("float32", f32, sizes.dense)
     add("pruned 80% one-shot, no retraining", one.accuracy(x_te, y_te), sizes.pruned)
     add("pruned 80% iterative, retrained", pruned.accuracy(x_te, y_te), sizes.pruned)
@@ -208,10 +221,10 @@ def half_table(half: dict) -> str:
                                "skipped steps", "final scale"], align="llrrr")
 
 
-def underflow_lines(details: dict) -> list[str]:
+def underflow_lines(underflow: list) -> list[str]:
     out = []
     for s, name in ((1.0, "without loss scaling"), (2.0**16, "with loss scale 2^16")):
-        u = {k: 100 * np.mean([d[s][k] for d in details["underflow"]]) for k in ("parameter", "activation", "all")}
+        u = {k: 100 * np.mean([d[s][k] for d in underflow]) for k in ("parameter", "activation", "all")}
         out.append(f"float16 underflow {name}: {u['all']:.3f}% of nonzero gradient entries flushed to 0 "
                    f"(activation gradients {u['activation']:.3f}%, weight gradients {u['parameter']:.3f}%)")
     return out
@@ -232,18 +245,22 @@ def binary_table(binary: dict) -> str:
                         align="lrl")
 
 
+def precision_report(seeds=SEEDS) -> str:
+    rows, sens = precision(seeds)
+    return "\n".join([precision_table(rows), "",
+                      "held-out loss increase, one layer quantized at a time (mean over seeds):",
+                      sensitivity_table(sens)])
+
+
+def half_report(seeds=SEEDS) -> str:
+    rows, underflow = half(seeds)
+    return "\n".join([half_table(rows), *underflow_lines(underflow)])
+
+
 def report(seeds=SEEDS) -> str:
     """Every table, as printed (the README quotes this text)."""
-    prec, binary, d1 = precision_and_binary(seeds)
-    half, comp, d2 = half_and_compression(seeds)
-    return "\n".join([
-        precision_table(prec), "",
-        "held-out loss increase, one layer quantized at a time (mean over seeds):",
-        sensitivity_table(d1["sensitivity"]), "",
-        half_table(half), *underflow_lines(d2), "",
-        compression_table(comp), "",
-        binary_table(binary),
-    ])
+    return "\n\n".join([precision_report(seeds), half_report(seeds), compression_table(compression(seeds)),
+                        binary_table(binary(seeds))])
 
 
 def main() -> None:
