@@ -94,3 +94,15 @@ def test_the_readme_quantization_table_is_what_the_benchmark_prints():
     rows = quant_table.run((0, 1, 2))
     printed = quant_table.table(rows) + "\n\n" + "\n".join(quant_table.findings(rows))
     _assert_quoted(_block_after("method  weights"), printed.strip())
+
+
+def test_the_readme_precision_table_is_what_the_recipe_benchmark_prints():
+    """The first table of the recipe section (the cheapest part of benchmarks/recipe_table.py;
+    the other three tables take ~25 s and are checked by running the script)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_table", ROOT / "benchmarks" / "recipe_table.py")
+    recipe_table = importlib.util.module_from_spec(spec)
+    sys.modules["recipe_table"] = recipe_table
+    spec.loader.exec_module(recipe_table)
+    assert recipe_table.precision_report().strip() == _block_after("weights (MLP [64, 128, 128, 10])")
