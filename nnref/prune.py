@@ -212,6 +212,11 @@ def kmeans_step(values: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     Formula: ``a_i = argmin_j |v_i - c_j|`` (the lowest ``j`` on a tie), then
     ``c_j = mean{v_i : a_i = j}``; an empty cluster keeps its centroid. ``values`` (n,),
     ``centroids`` (k,) float; returns int64 (n,) and float (k,).
+
+    References
+    ----------
+    S. Lloyd, *Least squares quantization in PCM*, IEEE Trans. Inf. Theory 28(2), 1982;
+    Han et al. 2016, section 3.1 (eq. 2: the within-cluster sum of squares it minimises).
     """
     assign = np.argmin(np.abs(values[:, None] - centroids[None, :]), axis=1)
     sums = np.bincount(assign, weights=values, minlength=centroids.size)

@@ -55,7 +55,6 @@ from nnref.mlp import MLP
 from nnref.optim import Adam
 from nnref.plots import figures_dir, save_figure
 from nnref.plots_recipe import plot_loss_scale, plot_sensitivity
-from nnref.quant.convert import quantize_model
 from nnref.quant.report import format_table
 from nnref.quant.sensitivity import (
     choose_bit_widths,

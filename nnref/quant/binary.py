@@ -239,6 +239,10 @@ def xnor_dot(a_bits: np.ndarray, b_bits: np.ndarray, n: int) -> int:
     ``a . b = n - 2 * popcount(a XOR b)``. The padding bits are 0 in both operands, so
     their XOR is 0 and they drop out (XNOR-Net computes ``2 popcount(XNOR) - n``, where
     the padding would have to be subtracted). ``a_bits``, ``b_bits`` uint8 (ceil(n / 8),).
+
+    References
+    ----------
+    Rastegari et al. 2016, section 3.2 (binary dot products by XNOR and bit-counting).
     """
     return n - 2 * int(popcount_bytes(np.bitwise_xor(a_bits, b_bits)).sum(dtype=np.int64))
 
