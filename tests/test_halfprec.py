@@ -252,3 +252,11 @@ def test_fit_half_trains_with_float32_master_weights_and_skips_overflow(trained)
         fit_half(MLP([64, 10], dtype=np.float64), SGD(0.1), x, y, 1, 32)
     with pytest.raises(ValueError, match="fmt"):
         fit_half(MLP([64, 10]), SGD(0.1), x, y, 1, 32, fmt="fp8")
+
+
+def test_fit_half_in_float32_is_fit_bit_for_bit(trained):
+    _, x, y = trained
+    a, b = MLP([64, 16, 10], seed=2), MLP([64, 16, 10], seed=2)
+    fit(a, Adam(1e-3), x[:320], y[:320], epochs=2, batch_size=32, seed=5, verbose=False)
+    fit_half(b, Adam(1e-3), x[:320], y[:320], epochs=2, batch_size=32, fmt="float32", seed=5)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
