@@ -240,6 +240,18 @@ def loss_scale_update(scale: float, growth_tracker: int, found_inf: bool, growth
     PyTorch documentation, *torch.amp.GradScaler* (defaults ``init_scale=2**16``,
     ``growth_factor=2``, ``backoff_factor=0.5``, ``growth_interval=2000``); Micikevicius et
     al. 2018, section 3.2.
+
+    Parameters
+    ----------
+    scale : float, the current loss scale
+    growth_tracker : int, finite steps since the last change
+    found_inf : bool, whether this step's gradients held an inf or NaN
+    growth_factor, backoff_factor : floats
+    growth_interval : int
+
+    Returns
+    -------
+    (scale, growth_tracker) : float, int
     """
     if found_inf:
         return scale * backoff_factor, 0
@@ -315,6 +327,18 @@ def scaled_step(optimizer, params: dict, scaled_grads: dict, scaler: GradScaler,
     (:meth:`GradScaler.unscale`); if any entry is inf or NaN the optimizer is not called
     (``params`` and its state are untouched); otherwise ``grad_transform(grads, params)``
     then ``optimizer.step(params, grads)``. Finally :meth:`GradScaler.update`.
+
+    Parameters
+    ----------
+    optimizer : an nnref optimizer
+    params : dict name -> float32 master array (updated in place)
+    scaled_grads : dict name -> gradients of ``scale * loss``
+    scaler : GradScaler
+    grad_transform : callable ``(grads, params) -> grads`` or None
+
+    Returns
+    -------
+    bool, True if the step was skipped
     """
     if not isinstance(scaler, GradScaler):
         raise TypeError(f"scaler: expected a GradScaler, got {describe(scaler)}")

@@ -31,7 +31,12 @@ def _axes(ax, figsize=(6.4, 4.0)):
 def plot_sensitivity(sensitivity, ax=None):
     """Held-out loss increase against weight bits, one line per layer (log scale), from a
     :class:`nnref.quant.sensitivity.Sensitivity`. Increases at or below 1e-4 (noise, or an
-    improvement) are drawn at 1e-4."""
+    improvement) are drawn at 1e-4.
+
+    Returns
+    -------
+    matplotlib.axes.Axes, the one drawn on
+    """
     if not hasattr(sensitivity, "delta_loss"):
         raise TypeError(f"sensitivity: expected a Sensitivity, got {describe(sensitivity)}")
     ax = _axes(ax)
@@ -47,7 +52,12 @@ def plot_sensitivity(sensitivity, ax=None):
 
 
 def plot_loss_scale(scales, skipped, ax=None):
-    """The loss scale per step (log2 axis) with the skipped (non-finite) steps marked."""
+    """The loss scale per step (log2 axis) with the skipped (non-finite) steps marked.
+
+    Returns
+    -------
+    matplotlib.axes.Axes, the one drawn on
+    """
     scales, skipped = np.asarray(scales, dtype=float), np.asarray(skipped, dtype=bool)
     if scales.ndim != 1 or skipped.shape != scales.shape:
         raise ValueError(f"scales, skipped: expected two 1-D sequences of equal length, got "
@@ -66,7 +76,12 @@ def plot_loss_scale(scales, skipped, ax=None):
 
 def plot_sparsity_by_layer(masks_by_label: dict, ax=None):
     """Grouped bars: the fraction of pruned weights of each layer, one group per mask set
-    (``{"per layer": masks, "global": masks}``, masks dict name -> bool keep-mask)."""
+    (``{"per layer": masks, "global": masks}``, masks dict name -> bool keep-mask).
+
+    Returns
+    -------
+    matplotlib.axes.Axes, the one drawn on
+    """
     if not isinstance(masks_by_label, dict) or not masks_by_label:
         raise TypeError(f"masks_by_label: expected a dict label -> masks, got {describe(masks_by_label)}")
     ax = _axes(ax)
@@ -86,7 +101,12 @@ def plot_sparsity_by_layer(masks_by_label: dict, ax=None):
 
 def plot_centroids(weights, centroids, ax=None, bins: int = 80):
     """Histogram of a layer's kept weights with its shared values (k-means centroids) as
-    vertical lines."""
+    vertical lines.
+
+    Returns
+    -------
+    matplotlib.axes.Axes, the one drawn on
+    """
     weights, centroids = np.ravel(weights), np.ravel(centroids)
     ax = _axes(ax)
     ax.hist(weights, bins=bins, color="#1f77b4", alpha=0.7, label="kept weights")
@@ -102,7 +122,12 @@ def plot_centroids(weights, centroids, ax=None, bins: int = 80):
 def plot_binary_weights(latent, alpha, threshold=None, ax=None, bins: int = 60):
     """Histogram of one output channel's latent float weights, with the binary (or
     ternary) values ``+-alpha`` it is replaced by and, for ternary, the thresholds
-    ``+-Delta``."""
+    ``+-Delta``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes, the one drawn on
+    """
     latent = np.ravel(latent)
     ax = _axes(ax)
     ax.hist(latent, bins=bins, color="#1f77b4", alpha=0.7, label="latent float weights")

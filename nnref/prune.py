@@ -61,6 +61,15 @@ def magnitude_mask_plain(w: np.ndarray, n_prune: int) -> np.ndarray:
     Formula (Han et al. 2015, section 3): ``mask = |w| > t`` with ``t`` the ``n_prune``-th
     smallest magnitude; ties at ``t`` are broken by position (a stable sort), so exactly
     ``n_prune`` entries are pruned. Returns a bool array of ``w``'s shape, True = kept.
+
+    Parameters
+    ----------
+    w : float ndarray, any shape
+    n_prune : int in [0, w.size]
+
+    Returns
+    -------
+    ndarray of bool, ``w``'s shape (True = kept)
     """
     order = np.argsort(np.abs(w).ravel(), kind="stable")
     keep = np.ones(w.size, dtype=bool)
@@ -98,6 +107,15 @@ def global_magnitude_masks(weights: dict, sparsity: float) -> dict[str, np.ndarr
     Returns a dict name -> bool mask (True = kept). A layer with small weights loses more
     of them than the average (Han et al. prune per layer; global pruning is the other
     common choice, e.g. ``torch.nn.utils.prune.global_unstructured``).
+
+    Parameters
+    ----------
+    weights : dict name -> finite float array
+    sparsity : float in [0, 1)
+
+    Returns
+    -------
+    dict name -> ndarray of bool (True = kept)
     """
     if not isinstance(weights, dict) or not weights:
         raise TypeError(f"weights: expected a non-empty dict name -> array, got {describe(weights)}")
@@ -116,6 +134,21 @@ def prune_masks(model: MLP, sparsity: float, scope: str = "layer") -> dict[str, 
 
     ``scope="layer"``: each matrix loses the fraction ``sparsity`` of its entries;
     ``scope="global"``: one threshold over all matrices (:func:`global_magnitude_masks`).
+
+    Parameters
+    ----------
+    model : nnref MLP
+    sparsity : float in [0, 1)
+    scope : {"layer", "global"}
+
+    Returns
+    -------
+    dict ``"W1", "W2", ...`` -> ndarray of bool (True = kept)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a model that is not an MLP, a sparsity outside [0, 1) or an unknown scope.
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected an nnref MLP, got {describe(model)}")
@@ -136,14 +169,35 @@ def _check_masks(params: dict, masks: dict) -> None:
 
 
 def apply_masks(params: dict, masks: dict) -> None:
-    """Zero the pruned entries of ``params`` in place: ``p[~mask] = 0`` for each masked name."""
+    """Zero the pruned entries of ``params`` in place: ``p[~mask] = 0`` for each masked name.
+
+    Parameters
+    ----------
+    params : dict name -> float array (modified in place)
+    masks : dict name -> bool array of the parameter's shape (True = kept)
+
+    Raises
+    ------
+    ValueError
+        If a mask names no parameter or has the wrong shape or dtype.
+    """
     _check_masks(params, masks)
     for k, m in masks.items():
         params[k][~m] = 0
 
 
 def sparsity(params: dict, names=None) -> float:
-    """Fraction of exactly-zero entries over ``names`` (default: every ``W*`` of ``params``)."""
+    """Fraction of exactly-zero entries over ``names`` (default: every ``W*`` of ``params``).
+
+    Parameters
+    ----------
+    params : dict name -> array
+    names : iterable of str or None
+
+    Returns
+    -------
+    float in [0, 1]
+    """
     names = [k for k in params if k.startswith("W")] if names is None else list(names)
     total = sum(params[k].size for k in names)
     return sum(int(np.count_nonzero(params[k] == 0)) for k in names) / max(total, 1)
@@ -202,7 +256,17 @@ class MaskedOptimizer:
 
 def linear_centroids(values: np.ndarray, k: int) -> np.ndarray:
     """``k`` centroids spaced evenly over ``[min, max]`` of ``values`` (Han et al. 2016,
-    section 3.2: linear initialisation keeps the rare large weights, which matter most)."""
+    section 3.2: linear initialisation keeps the rare large weights, which matter most).
+
+    Parameters
+    ----------
+    values : 1-D float ndarray (non-empty)
+    k : int >= 1
+
+    Returns
+    -------
+    ndarray (k,) of ``values``' dtype
+    """
     return np.linspace(values.min(), values.max(), k).astype(values.dtype)
 
 
@@ -231,6 +295,16 @@ def kmeans_1d(values, k: int, max_iter: int = 50) -> tuple[np.ndarray, np.ndarra
 
     Returns ``(centroids (k,), assignments (n,) int64)``; every value's nearest centroid is
     its own cluster's.
+
+    Parameters
+    ----------
+    values : 1-D finite float array-like
+    k : int >= 1, the number of clusters
+    max_iter : int >= 1
+
+    Returns
+    -------
+    (centroids, assignments) : float64 (k,), int64 (n,)
     """
     values = as_float_array(values, "values", ndim=1)
     k = check_int_in_range(k, "k", 1, 2**16)
@@ -251,6 +325,17 @@ def centroid_grads(dW: np.ndarray, idx: np.ndarray, mask: np.ndarray, k: int) ->
 
     Han et al. 2016, eq. 3. ``dW`` float, ``idx`` int and ``mask`` bool of the same shape;
     returns ``(k,)`` in ``dW``'s dtype.
+
+    Parameters
+    ----------
+    dW : float ndarray (in, out), the dense weight gradient
+    idx : int ndarray (in, out), each weight's cluster
+    mask : bool ndarray (in, out), True = kept (pruned weights belong to no cluster)
+    k : int, the number of clusters
+
+    Returns
+    -------
+    ndarray (k,)
     """
     return np.bincount(idx[mask], weights=dW[mask], minlength=k).astype(dW.dtype)
 
@@ -352,6 +437,18 @@ def huffman_code_lengths(counts) -> np.ndarray:
     ints; symbols of count 0 get length 0; a single used symbol gets 1 bit. Returns int64
     (n,). The coded size is ``sum(counts * lengths)`` bits, within 1 bit per symbol of the
     entropy ``-sum n_i log2(n_i / N)``.
+
+    Parameters
+    ----------
+    counts : 1-D array-like of non-negative ints
+
+    Returns
+    -------
+    ndarray of int64, one code length per symbol
+
+    References
+    ----------
+    D. A. Huffman, *A Method for the Construction of Minimum-Redundancy Codes*, Proc. IRE 40(9), 1952.
     """
     counts = as_int_array(counts, "counts", ndim=1)
     if counts.min() < 0:
@@ -378,6 +475,15 @@ def relative_index_gaps(mask, index_bits: int) -> tuple[np.ndarray, int]:
     ``d_i = p_i - p_{i-1}`` (``p_{-1} = -1``), each in ``index_bits`` bits, so ``1 <= d <=
     2**index_bits``; a larger gap is bridged by filler entries (a stored zero) every
     ``2**index_bits`` positions. Returns ``(gaps of every stored entry, fillers inserted)``.
+
+    Parameters
+    ----------
+    mask : bool array-like, any shape (flattened in C order)
+    index_bits : int in 1..32
+
+    Returns
+    -------
+    (gaps, n_fillers) : int64 (stored entries,), int
     """
     mask = np.asarray(mask, dtype=bool).ravel()
     index_bits = check_int_in_range(index_bits, "index_bits", 1, 32)
@@ -414,6 +520,15 @@ def compression_sizes(shared: SharedWeightMLP, index_bits: int = 5) -> Compressi
       the codebook, and the two code tables at one byte (a code length) per symbol.
 
     Biases are float32 at every stage; each layer's total is rounded up to whole bytes.
+
+    Parameters
+    ----------
+    shared : SharedWeightMLP
+    index_bits : int in 1..32, bits per relative index (Han et al. use 5 for FC layers)
+
+    Returns
+    -------
+    CompressionSizes
     """
     if not isinstance(shared, SharedWeightMLP):
         raise TypeError(f"shared: expected a SharedWeightMLP, got {describe(shared)}")

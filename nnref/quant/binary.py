@@ -58,6 +58,14 @@ def binary_weights(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Formula (Rastegari et al. 2016, eq. 4): ``B_ij = +1 if W_ij >= 0 else -1``,
     ``alpha_j = (1 / n) sum_i |W_ij|`` (``n`` = in); ``W ~ B * alpha``.
+
+    Parameters
+    ----------
+    W : float ndarray (in, out)
+
+    Returns
+    -------
+    (B, alpha) : int8 (in, out), ``W``'s dtype (out,)
     """
     B = np.where(W >= 0, 1, -1).astype(np.int8)
     return B, np.mean(np.abs(W), axis=0).astype(W.dtype)
@@ -71,6 +79,15 @@ def ternary_weights(W: np.ndarray, delta_factor: float = 0.7) -> tuple[np.ndarra
         Delta_j = delta_factor * mean_i |W_ij|          (0.7: their approximation)
         T_ij    = sign(W_ij) if |W_ij| > Delta_j else 0
         alpha_j = mean{|W_ij| : |W_ij| > Delta_j}       (0 for an all-zero column)
+
+    Parameters
+    ----------
+    W : float ndarray (in, out)
+    delta_factor : float, the threshold as a multiple of mean|W|
+
+    Returns
+    -------
+    (T, alpha) : int8 (in, out), ``W``'s dtype (out,)
     """
     a = np.abs(W)
     keep = a > delta_factor * a.mean(axis=0)
@@ -89,6 +106,16 @@ def binary_weight_grad(W: np.ndarray, g: np.ndarray, B: np.ndarray, alpha: np.nd
 
     (Rastegari et al. 2016, eq. 7, with the sum over the channel written out). All (in, out)
     except ``alpha`` (out,).
+
+    Parameters
+    ----------
+    W : float (in, out), latent weights
+    g : float (in, out), ``dL/dW_eff``
+    B, alpha : :func:`binary_weights` of ``W``
+
+    Returns
+    -------
+    ndarray (in, out), ``dL/dW``
     """
     n = W.shape[0]
     return g * alpha * (np.abs(W) <= 1) + B * (np.sum(g * B, axis=0) / n)
@@ -173,6 +200,17 @@ def binarize_mlp(model: MLP, mode: str = "binary", first_last_bits: int | None =
     the activation in front of every binary layer becomes :class:`SignActivation`, so each
     binary layer multiplies {-1, +1} by {-1, +1} (the XNOR-popcount case). Needs at least
     three Linear layers. The result trains with :func:`nnref.train.fit`.
+
+    Parameters
+    ----------
+    model : nnref MLP with at least 3 Linear layers (copied, not modified)
+    mode : {"binary", "ternary"}
+    first_last_bits : int in 2..8 or None
+    binary_activations : bool
+
+    Returns
+    -------
+    MLP whose ``layers`` hold the replaced layers
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected an nnref MLP, got {describe(model)}")
@@ -219,7 +257,21 @@ def binary_size_bytes(model: MLP) -> int:
 def pack_signs(x) -> np.ndarray:
     """Pack a {-1, +1} integer array along its last axis, 8 signs per byte: ``+1 -> 1``,
     ``-1 -> 0``, most significant bit first (``numpy.packbits``); the last byte is padded
-    with 0 bits. ``(..., n)`` -> uint8 ``(..., ceil(n / 8))``."""
+    with 0 bits. ``(..., n)`` -> uint8 ``(..., ceil(n / 8))``.
+
+    Parameters
+    ----------
+    x : integer array (n,) or (B, n) of -1 and +1
+
+    Returns
+    -------
+    uint8 ndarray (ceil(n / 8),) or (B, ceil(n / 8))
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-integer array or an entry other than -1, +1.
+    """
     x = as_int_array(x, "x", ndim=(1, 2))
     if not np.all((x == 1) | (x == -1)):
         raise ValueError(f"x: expected entries in {{-1, +1}}, got values {np.unique(x)[:8].tolist()}")
@@ -239,6 +291,15 @@ def xnor_dot(a_bits: np.ndarray, b_bits: np.ndarray, n: int) -> int:
     ``a . b = n - 2 * popcount(a XOR b)``. The padding bits are 0 in both operands, so
     their XOR is 0 and they drop out (XNOR-Net computes ``2 popcount(XNOR) - n``, where
     the padding would have to be subtracted). ``a_bits``, ``b_bits`` uint8 (ceil(n / 8),).
+
+    Parameters
+    ----------
+    a_bits, b_bits : uint8 (ceil(n / 8),), packed by :func:`pack_signs`
+    n : int, the vectors' length
+
+    Returns
+    -------
+    int in [-n, n]
 
     References
     ----------
@@ -277,6 +338,15 @@ def binary_layer_forward(x_sign, layer: BinaryLinear) -> np.ndarray:
 
     The integer part ``x . B`` is :func:`xnor_matmul` (exact); only the per-channel scale and
     bias are float. Equals ``layer.forward(x_sign)`` up to float32 rounding of the product.
+
+    Parameters
+    ----------
+    x_sign : int8 (B, in) of -1 and +1
+    layer : BinaryLinear with ``mode="binary"``
+
+    Returns
+    -------
+    float32 ndarray (B, out)
     """
     if not isinstance(layer, BinaryLinear) or layer.mode != "binary":
         raise TypeError(f"layer: expected a binary BinaryLinear, got {describe(layer)}")

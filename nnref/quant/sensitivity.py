@@ -135,7 +135,18 @@ def _check_bits_list(bits, name: str = "bits") -> tuple[int, ...]:
 
 def quantize_layer_weights(W: np.ndarray, bits: int, weight_scheme="tflite_int8_weights") -> np.ndarray:
     """``W`` quantized to ``bits`` bits and dequantized (what the integer model multiplies
-    by, in real units): ``dequantize(*quantize_weights(W, weight_scheme, bits))``."""
+    by, in real units): ``dequantize(*quantize_weights(W, weight_scheme, bits))``.
+
+    Parameters
+    ----------
+    W : finite float array (in, out)
+    bits : int in 2..8
+    weight_scheme : a symmetric signed weight scheme name or QScheme
+
+    Returns
+    -------
+    ndarray of ``W``'s dtype and shape, on the ``bits``-bit grid
+    """
     w_q, qp = quantize_weights(W, weight_scheme, bits)
     return dequantize(w_q, qp).astype(W.dtype)
 
@@ -143,7 +154,18 @@ def quantize_layer_weights(W: np.ndarray, bits: int, weight_scheme="tflite_int8_
 def layer_statistics(model: MLP, bits=(2, 3, 4, 8), weight_scheme="tflite_int8_weights") -> list[LayerStats]:
     """Per weight matrix ``W1, W2, ...``: range, std, crest factor, outlier fraction,
     kurtosis and SQNR at each of ``bits`` (measured with ``weight_scheme``, per channel by
-    default, and predicted per tensor by :func:`predicted_sqnr_db`)."""
+    default, and predicted per tensor by :func:`predicted_sqnr_db`).
+
+    Parameters
+    ----------
+    model : nnref MLP
+    bits : sequence of ints in 2..8
+    weight_scheme : a symmetric signed weight scheme name or QScheme
+
+    Returns
+    -------
+    list of LayerStats, one per weight matrix
+    """
     model = _check_model(model)
     bits = _check_bits_list(bits)
     rows = []
@@ -233,7 +255,18 @@ def mixed_size_bytes(model: MLP, bits, per_channel: bool = True) -> int:
     """Bytes of the stored integer model with layer ``l``'s weights at ``bits[l]`` bits:
     :func:`nnref.quant.report.model_size_bytes`'s count with per-layer widths (packed
     weights ``ceil(in * out * b / 8)``, int32 biases, a float32 scale and a 4-byte zero point
-    per channel, 8 bytes of activation parameters for the input and each layer's output)."""
+    per channel, 8 bytes of activation parameters for the input and each layer's output).
+
+    Parameters
+    ----------
+    model : nnref MLP
+    bits : sequence of ints in 2..8, one per Linear layer
+    per_channel : bool
+
+    Returns
+    -------
+    int, bytes
+    """
     model = _check_model(model)
     bits = _check_bits_list(bits)
     shapes = [lin.W.shape for lin in model.linears]
@@ -346,6 +379,22 @@ def quantize_model_mixed(model: MLP, calibration_x, bits, weight_scheme="tflite_
     to the new weight scale (:func:`~nnref.quant.convert.quantize_bias`). Every constructor
     check applies (accumulator bound, grids). Equal to ``quantize_model(model, x, bits=b)``
     when every ``bits[l] == b`` (tested).
+
+    Parameters
+    ----------
+    model : float nnref MLP
+    calibration_x : (N, in) representative inputs
+    bits : sequence of ints in 2..8, one per Linear layer
+    weight_scheme : a symmetric signed weight scheme name or QScheme
+    **kwargs : passed to ``quantize_model`` (``activation_observer``, ``requantization``, ``rounding``, ...)
+
+    Returns
+    -------
+    QuantizedMLP
+
+    Notes
+    -----
+    Once ``quantize_model`` accepts per-layer ``bits`` itself, this is that call.
     """
     model = _check_model(model)
     bits = _check_bits_list(bits)
