@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from nnref.data import load_digits, train_test_split
 from nnref.mlp import MLP
 from nnref.optim import Adam
-from nnref.quant.convert import quantize_model
+from nnref.quant.convert import QuantizedMLP, quantize_model
 from nnref.quant.report import model_size_bytes
 from nnref.quant.sensitivity import (
     choose_bit_widths,
@@ -84,10 +84,15 @@ def test_uniform_mixed_model_is_quantize_model(setup, bits):
     assert np.array_equal(a.forward_int(xq), b.forward_int(xq))
 
 
-def test_mixed_model_runs_integer_only_with_per_layer_bits(setup):
+def test_mixed_model_runs_integer_only_with_per_layer_bits(setup, tmp_path):
     model, x_fit, _, _, x_te, y_te = setup
     q = quantize_model_mixed(model, x_fit, [4, 2, 8])
     assert [layer.weight_bits for layer in q.layers] == [4, 2, 8]
+    q.save(tmp_path / "mixed.npz")  # the file format keeps each layer's grid
+    loaded = QuantizedMLP.load(tmp_path / "mixed.npz")
+    assert [layer.weight_bits for layer in loaded.layers] == [4, 2, 8]
+    xq = q.quantize_input(x_te)
+    assert np.array_equal(loaded.forward_int(xq, method="int"), q.forward_int(xq))
     assert q.layers[1].w_q.min() >= -1 and q.layers[1].w_q.max() <= 1
     assert q.accuracy(x_te, y_te) > 0.5
     with pytest.raises(ValueError, match="one width per layer"):
