@@ -208,7 +208,8 @@ def sensitivity_table(sens) -> str:
     """Held-out loss increase with one layer quantized, mean over seeds, by bit width."""
     bits = sens[0].bits
     delta = np.mean([s.delta_loss for s in sens], axis=0)
-    body = [(f"W{l + 1}", *[f"{d:+.3f}" for d in delta[l]]) for l in range(delta.shape[0])]
+    cells = [[f"{d:+.3f}".replace("-0.000", "+0.000") for d in row] for row in delta]  # no "-0"
+    body = [(f"W{l + 1}", *row) for l, row in enumerate(cells)]
     return format_table(body, ["layer"] + [f"{b}-bit" for b in bits], align="l" + "r" * len(bits))
 
 
