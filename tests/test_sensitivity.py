@@ -141,3 +141,17 @@ def test_choose_bit_widths_bad_input(setup):
         choose_bit_widths(model, x_val, y_val, size_budget=10)
     with pytest.raises(TypeError, match="candidates"):
         choose_bit_widths(model, x_val, y_val, size_budget=10**6, candidates=4)
+
+
+def test_with_one_evaluation_the_choice_minimises_the_predicted_cost(setup):
+    import itertools
+
+    model, _, x_val, y_val, _, _ = setup
+    budget = mixed_size_bytes(model, [4, 4, 4])
+    choice = choose_bit_widths(model, x_val, y_val, size_budget=budget, candidates=(2, 3, 4, 6, 8), n_eval=1)
+    col = {b: j for j, b in enumerate(choice.sensitivity.bits)}
+    costs = {a: sum(choice.sensitivity.delta_loss[l, col[b]] for l, b in enumerate(a))
+             for a in itertools.product((2, 3, 4, 6, 8), repeat=3) if mixed_size_bytes(model, a) <= budget}
+    assert len(costs) == choice.n_feasible
+    assert choice.predicted_delta_loss == pytest.approx(min(costs.values()))
+    assert costs[choice.bits] == pytest.approx(min(costs.values()))
