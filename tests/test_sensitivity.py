@@ -13,11 +13,13 @@ from nnref.optim import Adam
 from nnref.quant.convert import QuantizedMLP, quantize_model
 from nnref.quant.report import model_size_bytes
 from nnref.quant.sensitivity import (
+    bits_from_statistics,
     choose_bit_widths,
     crest_factor,
     excess_kurtosis,
     layer_sensitivity,
     layer_statistics,
+    min_bits_for_sqnr,
     mixed_size_bytes,
     outlier_fraction,
     predicted_sqnr_db,
@@ -155,3 +157,24 @@ def test_with_one_evaluation_the_choice_minimises_the_predicted_cost(setup):
     assert len(costs) == choice.n_feasible
     assert choice.predicted_delta_loss == pytest.approx(min(costs.values()))
     assert costs[choice.bits] == pytest.approx(min(costs.values()))
+
+
+@given(st.floats(1.0, 100.0), st.floats(-10.0, 90.0))
+def test_min_bits_for_sqnr_is_the_fewest_that_reach_the_target(crest, target):
+    b = min_bits_for_sqnr(crest, target)
+    assert 2 <= b <= 16
+    if b < 16:
+        assert predicted_sqnr_db(b, crest) >= target
+    if b > 2:
+        assert predicted_sqnr_db(b - 1, crest) < target
+
+
+def test_an_outlier_costs_bits_from_statistics(setup):
+    model = setup[0].copy()
+    per_tensor = "tflite_int8_weights_per_tensor"
+    before = bits_from_statistics(model, 20.0, per_tensor)
+    W2 = model.params["W2"]
+    W2[0, 0] = 3 * np.abs(W2).max()  # one outlier: the whole grid is stretched 3x (-9.5 dB)
+    after = bits_from_statistics(model, 20.0, per_tensor)
+    assert after[0] == before[0] and after[2] == before[2]
+    assert after[1] > before[1]

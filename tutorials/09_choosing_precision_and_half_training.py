@@ -57,6 +57,7 @@ from nnref.plots import figures_dir, save_figure
 from nnref.plots_recipe import plot_loss_scale, plot_sensitivity
 from nnref.quant.report import format_table
 from nnref.quant.sensitivity import (
+    bits_from_statistics,
     choose_bit_widths,
     layer_statistics,
     mixed_size_bytes,
@@ -114,9 +115,24 @@ print(format_table(
 # %% [markdown]
 # These weights are well behaved: crest factors of 3-5, almost Gaussian (kurtosis near 0),
 # and the prediction follows the measurement within a few dB above 2 bits (at 2 bits
-# the step is no longer small, and the "uniform error" assumption breaks). Statistics
-# alone say *how much noise* each bit width adds to each layer. They do not say how much
-# the *loss* cares, which is what section 3 measures.
+# the step is no longer small, and the "uniform error" assumption breaks).
+#
+# The statistics already give a data-free choice: the fewest bits at which every layer
+# reaches a target SQNR (`bits_from_statistics`). An outlier shows what they detect: one
+# weight three times the largest stretches a per-tensor grid three times, $-9.5$ dB.
+
+# %%
+per_tensor = "tflite_int8_weights_per_tensor"
+print("bits for 20 dB, per tensor:             ", bits_from_statistics(model, 20.0, per_tensor))
+spiky = model.copy()
+spiky.params["W2"][0, 0] = 3 * np.abs(spiky.params["W2"]).max()
+print("the same with one outlier in W2:        ", bits_from_statistics(spiky, 20.0, per_tensor))
+print(f"crest factor of W2: {layer_statistics(model)[1].crest_factor:.2f} -> "
+      f"{layer_statistics(spiky)[1].crest_factor:.2f}")
+
+# %% [markdown]
+# Statistics say *how much noise* each bit width adds to each layer. They do not say how
+# much the *loss* cares, which is what section 3 measures.
 #
 # ## 3. Sensitivity: quantize one layer at a time
 #

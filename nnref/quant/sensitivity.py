@@ -41,8 +41,10 @@ __all__ = [
     "outlier_fraction",
     "sqnr_db",
     "predicted_sqnr_db",
+    "min_bits_for_sqnr",
     "LayerStats",
     "layer_statistics",
+    "bits_from_statistics",
     "quantize_layer_weights",
     "Sensitivity",
     "layer_sensitivity",
@@ -103,6 +105,19 @@ def predicted_sqnr_db(bits: int, crest: float) -> float:
     spread of the weights (it overestimates at 2 bits).
     """
     return 10 * math.log10(12.0) + 20 * math.log10(2 ** (bits - 1) - 1) - 20 * math.log10(crest)
+
+
+def min_bits_for_sqnr(crest: float, target_db: float, max_bits: int = 16) -> int:
+    """The fewest bits (2..``max_bits``) whose :func:`predicted_sqnr_db` reaches ``target_db``
+    for a tensor of crest factor ``crest``; ``max_bits`` if none does.
+
+    Formula: the smallest ``b`` with ``10.79 + 20 log10(2**(b-1) - 1) - 20 log10(crest) >=
+    target_db``: a data-free choice from the statistics alone (each extra bit buys about 6 dB).
+    """
+    for b in range(2, max_bits + 1):
+        if predicted_sqnr_db(b, crest) >= target_db:
+            return b
+    return max_bits
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,32 @@ def layer_statistics(model: MLP, bits=(2, 3, 4, 8), weight_scheme="tflite_int8_w
             {b: sqnr_db(W, quantize_layer_weights(W, b, weight_scheme)) for b in bits},
             {b: predicted_sqnr_db(b, crest) for b in bits}))
     return rows
+
+
+def bits_from_statistics(model: MLP, target_db: float = 20.0, weight_scheme="tflite_int8_weights") -> tuple[int, ...]:
+    """Per-layer weight bits from the weights alone: for each matrix the fewest bits in
+    2..8 whose *measured* SQNR (with ``weight_scheme``) reaches ``target_db`` (8 if none).
+
+    Needs no data, and says nothing about how much the loss cares (see
+    :func:`layer_sensitivity`); a layer with outliers (high crest factor) gets more bits.
+
+    Parameters
+    ----------
+    model : nnref MLP
+    target_db : float, the SQNR every layer must reach
+    weight_scheme : a symmetric signed weight scheme name or QScheme
+
+    Returns
+    -------
+    tuple of int, one per Linear layer
+    """
+    model = _check_model(model)
+    target_db = float(target_db)
+    out = []
+    for lin in model.linears:
+        ok = [b for b in BIT_CHOICES if sqnr_db(lin.W, quantize_layer_weights(lin.W, b, weight_scheme)) >= target_db]
+        out.append(ok[0] if ok else BIT_CHOICES[-1])
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- sensitivity
