@@ -107,3 +107,17 @@ def relu_mlps_with_data(draw, max_layers=3, max_width=8, activations=("relu", "l
     n = draw(st.integers(1, 16))
     x = draw(float_arrays((n, sizes[0]), st.floats(-3, 3, allow_nan=False), dtype))
     return model, x
+
+# ---- Pruning, half precision and binary weights (nnref.prune, nnref.halfprec, nnref.quant.binary) ----
+
+#: Any float32 bit pattern (normals, subnormals, zeros, infinities and NaNs alike).
+float32_patterns = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+def sign_matrices(max_rows=6, max_len=70):
+    """Pairs ``(A (B, n), W (n, N))`` of {-1, +1} int8 matrices, n in 1..max_len (any
+    remainder modulo 8)."""
+    dims = st.tuples(st.integers(1, max_rows), st.integers(1, max_len), st.integers(1, max_rows))
+    return dims.flatmap(lambda d: st.tuples(
+        hnp.arrays(np.int8, (d[0], d[1]), elements=st.sampled_from([-1, 1])),
+        hnp.arrays(np.int8, (d[1], d[2]), elements=st.sampled_from([-1, 1]))))

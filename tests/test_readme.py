@@ -109,3 +109,14 @@ def test_the_readme_command_line_error_is_what_the_command_prints(capsys):
         cli.main(shlex.split(command)[4:])  # after "$ python -m nnref"
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == quoted + "\n"
+
+def test_the_readme_precision_table_is_what_the_recipe_benchmark_prints():
+    """The first table of the recipe section (the cheapest part of benchmarks/recipe_table.py;
+    the other three tables take ~25 s and are checked by running the script)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_table", ROOT / "benchmarks" / "recipe_table.py")
+    recipe_table = importlib.util.module_from_spec(spec)
+    sys.modules["recipe_table"] = recipe_table
+    spec.loader.exec_module(recipe_table)
+    assert recipe_table.precision_report().strip() == _block_after("weights (MLP [64, 128, 128, 10])")
