@@ -15,6 +15,14 @@ import numpy as np
 from ._checks import as_rng, check_nonnegative, check_positive, describe
 
 __all__ = [
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "tanh_backward",
+    "sigmoid_backward",
     "Layer",
     "Linear",
     "ReLU",
@@ -30,6 +38,96 @@ __all__ = [
     "ACTIVATIONS",
     "make_activation",
 ]
+
+# --------------------------------------------------------------------------------------
+# The formulas: plain functions, no validation (the layer classes below call them)
+# --------------------------------------------------------------------------------------
+
+
+def linear_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Affine map ``y = x @ W + b``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, in)
+    W : ndarray, shape (in, out)
+    b : ndarray, shape (out,)
+
+    Returns
+    -------
+    y : ndarray, shape (B, out), a new array (the inputs are not modified).
+
+    References
+    ----------
+    CS231n, ``affine_forward`` (assignment 2, ``layers.py``).
+    """
+    y = x @ W
+    y += b  # y is new: adding in place saves a temporary, the inputs stay untouched
+    return y
+
+
+def linear_backward(x: np.ndarray, W: np.ndarray | None, grad_out: np.ndarray):
+    """Gradients of ``y = x @ W + b`` from ``g = dL/dy``::
+
+        dx = g @ W^T         (B, in)
+        dW = x^T @ g         (in, out)
+        db = sum_rows g      (out,)
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, in)
+        The forward's input.
+    W : ndarray, shape (in, out), or None
+        None skips ``dx`` (returned as None): the first layer of a network needs no input
+        gradient, and it is the largest product of the backward pass.
+    grad_out : ndarray, shape (B, out)
+
+    Returns
+    -------
+    dx, dW, db : ndarrays (``dx`` None when ``W`` is None).
+
+    References
+    ----------
+    CS231n, ``affine_backward``.
+    """
+    dx = None if W is None else grad_out @ W.T
+    return dx, x.T @ grad_out, grad_out.sum(axis=0)
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``y = max(x, 0)`` entrywise (CS231n ``relu_forward``); same shape and dtype."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(x: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``dx = g * [x > 0]``: the subgradient 0 is taken at ``x = 0`` (CS231n
+    ``relu_backward``). ``x`` is the forward's input; shapes equal."""
+    return grad_out * (x > 0)
+
+
+def leaky_relu_forward(x: np.ndarray, alpha: float) -> np.ndarray:
+    """``y = x if x > 0 else alpha x`` entrywise (Maas et al. 2013); any ``alpha >= 0``.
+
+    ``alpha * x`` keeps a float array's dtype (a Python float does not promote it).
+    """
+    return np.where(x > 0, x, alpha * x)
+
+
+def leaky_relu_backward(x: np.ndarray, grad_out: np.ndarray, alpha: float) -> np.ndarray:
+    """``dx = where(x > 0, g, alpha g)`` (slope ``alpha`` on the non-positive side, any
+    ``alpha >= 0``, also ``> 1``). ``x`` is the forward's input."""
+    return np.where(x > 0, grad_out, alpha * grad_out)
+
+
+def tanh_backward(y: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``dx = g (1 - y^2)`` with ``y = tanh(x)`` the forward's OUTPUT (``tanh' = 1 - tanh^2``)."""
+    return grad_out * (1 - y * y)
+
+
+def sigmoid_backward(y: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """``dx = g y (1 - y)`` with ``y = sigma(x)`` the forward's OUTPUT
+    (``sigma' = sigma (1 - sigma)``)."""
+    return grad_out * y * (1 - y)
 
 
 # --------------------------------------------------------------------------------------
@@ -112,6 +210,12 @@ class Layer:
     def backward(self, grad_out: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def clear_cache(self) -> None:
+        """Forget what the last forward cached (and the gradients of the last backward)."""
+        for name in ("_x", "_y", "dW", "db"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+
     def _check_grad(self, grad_out, expected_shape) -> np.ndarray:
         if expected_shape is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
@@ -174,9 +278,7 @@ class Linear(Layer):
             )
         x = x.astype(self.W.dtype, copy=False)
         self._x = x
-        y = x @ self.W
-        y += self.b  # in place: one allocation fewer on the hot path
-        return y
+        return linear_forward(x, self.W, self.b)
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Store ``dW``, ``db``; return ``dL/dx`` (or ``None`` when ``input_grad`` is False:
@@ -184,9 +286,8 @@ class Linear(Layer):
         largest matrix product of the backward pass)."""
         x = self._x
         g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
-        self.dW = x.T @ g
-        self.db = g.sum(axis=0)
-        return g @ self.W.T if input_grad else None
+        dx, self.dW, self.db = linear_backward(x, self.W if input_grad else None, g)
+        return dx
 
     def per_example_grads(self, grad_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each example's own ``(dW_i, db_i)``, without a loop over examples.
@@ -208,16 +309,18 @@ class ReLU(Layer):
     """``y = max(x, 0)``; ``dL/dx = g * [x > 0]`` (the subgradient 0 is taken at x = 0)."""
 
     def __init__(self):
-        self._mask: np.ndarray | None = None
+        self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._mask = x > 0
-        return np.maximum(x, 0)
+        """``relu_forward(x)``, caching ``x`` for the backward."""
+        self._x = x
+        return relu_forward(x)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        mask = self._mask
-        g = self._check_grad(grad_out, None if mask is None else mask.shape)
-        return g * mask
+        """``relu_backward(x, grad_out)`` with the cached ``x``."""
+        x = self._x
+        g = self._check_grad(grad_out, None if x is None else x.shape)
+        return relu_backward(x, g)
 
 
 class LeakyReLU(Layer):
@@ -226,18 +329,19 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.01):
         self.alpha = check_nonnegative(alpha, "alpha")
-        self._mask: np.ndarray | None = None
+        self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._mask = x > 0
-        # alpha * x keeps a float array's dtype; no cast back, which would truncate the
-        # negative side of an integer input to 0.
-        return np.where(self._mask, x, self.alpha * x)
+        """``leaky_relu_forward(x, alpha)``, caching ``x``. No cast back to ``x``'s dtype,
+        which would truncate the negative side of an integer input to 0."""
+        self._x = x
+        return leaky_relu_forward(x, self.alpha)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        mask = self._mask
-        g = self._check_grad(grad_out, None if mask is None else mask.shape)
-        return np.where(mask, g, self.alpha * g)
+        """``leaky_relu_backward(x, grad_out, alpha)`` with the cached ``x``."""
+        x = self._x
+        g = self._check_grad(grad_out, None if x is None else x.shape)
+        return leaky_relu_backward(x, g, self.alpha)
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"
@@ -254,9 +358,10 @@ class Tanh(Layer):
         return self._y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``tanh_backward(y, grad_out)`` with the cached output ``y``."""
         y = self._y
         g = self._check_grad(grad_out, None if y is None else y.shape)
-        return g * (1 - y * y)
+        return tanh_backward(y, g)
 
 
 def stable_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -287,9 +392,10 @@ class Sigmoid(Layer):
         return self._y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``sigmoid_backward(y, grad_out)`` with the cached output ``y``."""
         y = self._y
         g = self._check_grad(grad_out, None if y is None else y.shape)
-        return g * y * (1 - y)
+        return sigmoid_backward(y, g)
 
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}

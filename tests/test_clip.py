@@ -824,7 +824,7 @@ def test_fit_with_global_norm_equals_fit_with_the_function():
 def test_fit_and_clip_compute_the_same_l2_norm_even_for_tiny_float32():
     # 20,000 entries of 1.1e-21: each square (1.2e-42) is subnormal in float32 although
     # the sum (2.4e-38) is not; the shared l2_norm redoes such sums in float64
-    from nnref.train import l2_norm as _l2  # the norm fit records and hands to clippers
+    from nnref.clip import l2_norm as _l2  # the norm fit records and hands to clippers
 
     x = np.full(20000, 1.1e-21, dtype=np.float32)
     exact = float(np.linalg.norm(x.astype(np.float64)))
