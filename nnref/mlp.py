@@ -198,8 +198,14 @@ class MLP:
     # ---------------------------------------------------------------- forward / backward
     _inputs_checked = False  # True inside inputs_checked(): forward trusts its input
 
-    def check_input(self, x) -> np.ndarray:
+    def check_input(self, x, name: str = "x") -> np.ndarray:
         """``x`` as a ``(batch, in_features)`` array of the model's dtype, after checking it.
+
+        Parameters
+        ----------
+        x : array_like
+        name : str
+            The argument's name in error messages.
 
         Raises
         ------
@@ -211,19 +217,21 @@ class MLP:
         """
         if self._inputs_checked:
             return x.astype(self.dtype, copy=False)
-        x = as_float_array(x, "x", ndim=2)
+        x = as_float_array(x, name, ndim=2)
         if x.shape[1] != self.in_features:
             raise ValueError(
-                f"x: expected {self.in_features} features per example (shape (batch, "
+                f"{name}: expected {self.in_features} features per example (shape (batch, "
                 f"{self.in_features})), got shape {x.shape}"
             )
         if x.dtype == self.dtype:
             return x
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             cast = x.astype(self.dtype)
-        if not np.isfinite(np.dot(cast.ravel(), cast.ravel()) if cast.dtype != np.float16 else cast).all():
+            flat = cast.ravel()  # a finite sum of squares proves every entry finite (fast)
+            finite = np.isfinite(np.dot(flat, flat)) or np.isfinite(cast).all()
+        if not finite:
             big = float(np.max(np.abs(x)))
-            raise ValueError(f"x: expected values within the model's {self.dtype} range "
+            raise ValueError(f"{name}: expected values within the model's {self.dtype} range "
                              f"(|x| <= {float(np.finfo(self.dtype).max):.4g}), got |x| up to {big:.4g}")
         return cast
 

@@ -118,7 +118,7 @@ class Optimizer:
     def __init__(self):
         self.state: dict[str, dict] = {}
         self.t = 0  # number of steps taken
-        self._scratch: dict[str, np.ndarray] = {}
+        self._scratch: dict[str, list] = {}
 
     def _check(self, params: dict, grads: dict) -> None:
         """Raise unless ``params`` and ``grads`` are dicts of matching float arrays."""
@@ -137,12 +137,11 @@ class Optimizer:
                 raise TypeError(f"grads[{name!r}]: expected a floating array, got dtype {g.dtype}")
 
     def _scratch_like(self, name: str, p: np.ndarray, k: int = 0) -> np.ndarray:
-        """A reusable work array of ``p``'s shape and dtype (made once per parameter)."""
-        key = f"{name}#{k}"
-        buf = self._scratch.get(key)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-            buf = self._scratch[key] = np.empty_like(p)
-        return buf
+        """Reusable work array ``k`` of ``p``'s shape and dtype (made once per parameter)."""
+        bufs = self._scratch.get(name)
+        if bufs is None or bufs[0].shape != p.shape or bufs[0].dtype != p.dtype:
+            bufs = self._scratch[name] = [np.empty_like(p), np.empty_like(p)]
+        return bufs[k]
 
     def step(self, params: dict, grads: dict) -> None:  # pragma: no cover - interface
         """Update every array of ``params`` in place from ``grads``."""

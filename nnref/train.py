@@ -92,9 +92,12 @@ class History:
         self.grad_norm.append(result.total_norm)
         self.grad_norm_after.append(result.total_norm_after)
         self.clipped.append(result.acted)
-        for name, before, after in zip(names, result.norms, result.norms_after):
-            self.param_grad_norm.setdefault(name, []).append(before)
-            self.param_grad_norm_after.setdefault(name, []).append(after)
+        before, after = self.param_grad_norm, self.param_grad_norm_after
+        for name, n, n_after in zip(names, result.norms, result.norms_after):
+            if name not in before:
+                before[name], after[name] = [], []
+            before[name].append(n)
+            after[name].append(n_after)
 
     def summary(self) -> str:
         """One line: steps, final losses/accuracies, clipping rate, divergence."""
@@ -110,7 +113,7 @@ class History:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass
 class StepResult:
     """What :func:`train_step` did.
 
@@ -156,7 +159,7 @@ def _measure_transform(transform, grads: dict, params: dict, measured: GradNorms
 
 
 def train_step(model, optimizer, x_batch, y_batch, loss: str = "cross_entropy",
-               grad_transform=None) -> StepResult:
+               grad_transform=None, params: dict | None = None) -> StepResult:
     """One training step: forward and backward, the gradients' norms, the transform (an
     nnref clipper works in place), the optimizer step.
 
@@ -168,6 +171,8 @@ def train_step(model, optimizer, x_batch, y_batch, loss: str = "cross_entropy",
         One batch (inputs, and labels or targets).
     loss : {"cross_entropy", "mse"}
     grad_transform : Clipper or callable ``(grads, params) -> grads``, optional
+    params : dict, optional
+        ``model.params`` (the same arrays at every step, so a loop fetches them once).
 
     Returns
     -------
@@ -180,7 +185,7 @@ def train_step(model, optimizer, x_batch, y_batch, loss: str = "cross_entropy",
         right keys and shapes (nothing is applied then).
     """
     value, grads = model.loss_and_grads(x_batch, y_batch, loss)
-    params = model.params
+    params = model.params if params is None else params
     measured = grad_norms(grads)
     if not (math.isfinite(value) and math.isfinite(measured.total)):
         return StepResult(value, _unchanged(grads, measured), False)
@@ -249,13 +254,11 @@ def _check_loss(loss) -> str:
 
 
 def _check_inputs(x, model, name: str) -> np.ndarray:
-    x = as_float_array(x, name, ndim=2)
+    """Inputs for ``model``: shape first (the cheap check), then the model's own check."""
+    x = as_float_array(x, name, ndim=2, finite=False)
     if x.shape[1] != model.in_features:
         raise ValueError(f"{name}: expected {model.in_features} features per example, got shape {x.shape}")
-    try:
-        return model.check_input(x)
-    except ValueError as exc:  # the model's own check, reported under this argument's name
-        raise ValueError(f"{name}{str(exc)[1:]}") from None
+    return model.check_input(x, name)
 
 
 def _check_targets(y, n: int, model, loss: str, name: str) -> np.ndarray:
@@ -337,7 +340,8 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
         model, optimizer, x, y, epochs, batch_size, seed, validation, grad_transform, loss)
     out = out if out is not None else sys.stdout
     h = History(transform=repr(grad_transform) if grad_transform is not None else None)
-    names = list(model.params)
+    params = model.params
+    names = list(params)
     for name in names:
         h.param_grad_norm[name], h.param_grad_norm_after[name] = [], []
     n = x.shape[0]
@@ -347,7 +351,7 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
             order = rng.permutation(n)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                step = train_step(model, optimizer, x[idx], y[idx], loss, grad_transform)
+                step = train_step(model, optimizer, x[idx], y[idx], loss, grad_transform, params)
                 h.record_step(step.loss, step.clip, names)
                 if not step.stepped:
                     what = "loss" if not math.isfinite(step.loss) else "gradient norm"

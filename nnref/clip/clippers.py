@@ -34,7 +34,7 @@ from .norms import GradNorms, global_l2_norm, grad_norms, l2_norm
 __all__ = ["ClipResult", "Clipper", "Value", "Norm", "GlobalNorm", "Adaptive", "AutoClip"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class ClipResult:
     """What one call of :meth:`Clipper.clip` did.
 

@@ -55,17 +55,22 @@ def l2_norm(x: np.ndarray) -> float:
     float
         0.0 for an empty or all-zero array; NaN if any entry is NaN, else inf if any is inf.
     """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # handled below
+        return _l2_norm(x)
+
+
+def _l2_norm(x: np.ndarray) -> float:
+    """:func:`l2_norm` for a caller that has silenced floating-point warnings."""
     flat = x.ravel()
-    if flat.dtype in (np.float32, np.float64):
-        with np.errstate(over="ignore", under="ignore"):
-            sq = float(np.dot(flat, flat))
-        if math.isfinite(sq) and (sq >= flat.size * _SAFE_SUM[flat.dtype.char] or not flat.any()):
+    char = flat.dtype.char
+    if char == "f" or char == "d":
+        sq = float(np.dot(flat, flat))
+        if sq >= flat.size * _SAFE_SUM[char] and sq != math.inf or not (sq or flat.any()):
             return math.sqrt(sq)
     a = np.abs(flat.astype(np.float64))
     if a.size == 0:
         return 0.0
-    with np.errstate(over="ignore", under="ignore"):
-        sq = float(np.dot(a, a))
+    sq = float(np.dot(a, a))
     if math.isfinite(sq) and (sq >= a.size * _SAFE_SUM["d"] or not a.any()):
         return math.sqrt(sq)
     return _scaled_norm(a, 2.0)
@@ -107,7 +112,7 @@ def global_l2_norm(norms) -> float:
     return l2_norm(np.asarray(norms, dtype=np.float64))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GradNorms:
     """The L2 norms of one set of gradients, as :func:`grad_norms` measured them.
 
@@ -140,5 +145,6 @@ def grad_norms(grads) -> GradNorms:
     GradNorms
     """
     _, arrays = check_grads(grads, "grads")
-    norms = tuple(l2_norm(g) for g in arrays)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # handled by _l2_norm
+        norms = tuple(map(_l2_norm, arrays))
     return GradNorms(norms, global_l2_norm(norms), tuple(arrays))
