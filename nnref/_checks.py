@@ -46,15 +46,12 @@ def check_finite(x: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if the floating array ``x`` holds NaN or infinity."""
     if x.dtype.kind not in "fc":
         return
-    # Fast path (this runs on every training step): a sum of squares is finite only if no
-    # entry is NaN or infinite, since NaN and inf propagate, and as a BLAS dot it costs a
-    # fraction of an elementwise test. The elementwise test is needed only when the dot is
-    # not finite: then either an entry is, or finite entries overflowed it.
-    if x.dtype in (np.float32, np.float64):
-        flat = x.ravel()
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
-            sq = np.dot(flat, flat)
-        if np.isfinite(sq):
+    # Fast path: a sum of squares is finite only if no entry is NaN or infinite, since NaN
+    # and inf propagate, and as a BLAS dot it costs a fraction of an elementwise test. The
+    # elementwise test is needed only when the dot is not finite: then either an entry is,
+    # or finite entries overflowed it.
+    if x.dtype.char in "fd":
+        if np.isfinite(np.vdot(x, x)):  # vdot: no floating-point warning on overflow
             return
     if not np.all(np.isfinite(x)):
         n_nan = int(np.isnan(x).sum())

@@ -118,7 +118,7 @@ class Optimizer:
     def __init__(self):
         self.state: dict[str, dict] = {}
         self.t = 0  # number of steps taken
-        self._scratch: dict[str, list] = {}
+        self._scratch: dict[str, tuple] = {}
 
     def _check(self, params: dict, grads: dict) -> None:
         """Raise unless ``params`` and ``grads`` are dicts of matching float arrays."""
@@ -137,11 +137,13 @@ class Optimizer:
                 raise TypeError(f"grads[{name!r}]: expected a floating array, got dtype {g.dtype}")
 
     def _scratch_like(self, name: str, p: np.ndarray, k: int = 0) -> np.ndarray:
-        """Reusable work array ``k`` of ``p``'s shape and dtype (made once per parameter)."""
-        bufs = self._scratch.get(name)
-        if bufs is None or bufs[0].shape != p.shape or bufs[0].dtype != p.dtype:
-            bufs = self._scratch[name] = [np.empty_like(p), np.empty_like(p)]
-        return bufs[k]
+        """Reusable work array ``k`` of ``p``'s shape and dtype, made once per parameter
+        array (recognised by identity: a model's parameters are the same arrays at every
+        step)."""
+        entry = self._scratch.get(name)
+        if entry is None or entry[0] is not p:
+            entry = self._scratch[name] = (p, np.empty_like(p), np.empty_like(p))
+        return entry[k + 1]
 
     def step(self, params: dict, grads: dict) -> None:  # pragma: no cover - interface
         """Update every array of ``params`` in place from ``grads``."""

@@ -33,7 +33,7 @@ def _scaled_norm(a: np.ndarray, p: float) -> float:
     if m == 0 or not math.isfinite(m):  # all zero, or an inf (norm inf) or a NaN (NaN)
         return float("nan") if np.isnan(a).any() else m
     r = a / m
-    s = float(np.dot(r, r)) if p == 2.0 else float(np.sum(r**p))
+    s = float(np.vdot(r, r)) if p == 2.0 else float(np.sum(r**p))
     with np.errstate(over="ignore"):  # a true norm beyond the float64 range is inf
         return float(np.float64(m) * np.float64(s ** (1.0 / p)))
 
@@ -41,9 +41,10 @@ def _scaled_norm(a: np.ndarray, p: float) -> float:
 def l2_norm(x: np.ndarray) -> float:
     """``||x||_2 = sqrt(sum_j x_j^2)`` over every entry, as a Python float.
 
-    A BLAS dot in the array's own dtype (float32 or float64); redone in float64 when that
-    sum is not finite (a NaN/inf entry, or float32 overflow) or so small that squares may
-    have fallen below the normal range (``sum < size * tiny / eps``); redone on
+    A BLAS dot in the array's own dtype (float32 or float64; ``np.vdot``, which gives the
+    bits of ``np.dot`` without its floating-point warning check); redone in float64 when
+    that sum is not finite (a NaN/inf entry, or float32 overflow) or so small that squares
+    may have fallen below the normal range (``sum < size * tiny / eps``); redone on
     ``x / max|x|`` when even the float64 sum cannot be trusted (see the module docstring).
 
     Parameters
@@ -55,25 +56,19 @@ def l2_norm(x: np.ndarray) -> float:
     float
         0.0 for an empty or all-zero array; NaN if any entry is NaN, else inf if any is inf.
     """
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # handled below
-        return _l2_norm(x)
-
-
-def _l2_norm(x: np.ndarray) -> float:
-    """:func:`l2_norm` for a caller that has silenced floating-point warnings."""
-    flat = x.ravel()
-    char = flat.dtype.char
+    char = x.dtype.char
     if char == "f" or char == "d":
-        sq = float(np.dot(flat, flat))
-        if sq >= flat.size * _SAFE_SUM[char] and sq != math.inf or not (sq or flat.any()):
+        sq = float(np.vdot(x, x))
+        if sq >= x.size * _SAFE_SUM[char] and sq != math.inf or not (sq or x.any()):
             return math.sqrt(sq)
-    a = np.abs(flat.astype(np.float64))
-    if a.size == 0:
-        return 0.0
-    sq = float(np.dot(a, a))
-    if math.isfinite(sq) and (sq >= a.size * _SAFE_SUM["d"] or not a.any()):
-        return math.sqrt(sq)
-    return _scaled_norm(a, 2.0)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # handled below
+        a = np.abs(x.astype(np.float64)).ravel()
+        if a.size == 0:
+            return 0.0
+        sq = float(np.vdot(a, a))
+        if math.isfinite(sq) and (sq >= a.size * _SAFE_SUM["d"] or not a.any()):
+            return math.sqrt(sq)
+        return _scaled_norm(a, 2.0)
 
 
 def p_norm(x: np.ndarray, p: float) -> float:
@@ -145,6 +140,5 @@ def grad_norms(grads) -> GradNorms:
     GradNorms
     """
     _, arrays = check_grads(grads, "grads")
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # handled by _l2_norm
-        norms = tuple(map(_l2_norm, arrays))
+    norms = tuple(map(l2_norm, arrays))
     return GradNorms(norms, global_l2_norm(norms), tuple(arrays))
