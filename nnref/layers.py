@@ -191,7 +191,7 @@ INITIALIZERS = {
 
 def init_weight(init: str, fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Draw a ``(fan_in, fan_out)`` weight matrix with the named initializer."""
-    if init not in INITIALIZERS:
+    if not isinstance(init, str) or init not in INITIALIZERS:
         raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, got {init!r}")
     return INITIALIZERS[init](fan_in, fan_out, rng, gain=gain, dtype=dtype)
 

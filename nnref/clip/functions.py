@@ -409,7 +409,7 @@ def adaptive_clip(grads, params, clipping: float = 0.01, eps: float = 1e-3, skip
         if g.ndim > 2:
             raise ValueError(f"grads: adaptive clipping supports 0-D, 1-D and 2-D (in, out) tensors, got shape {g.shape}")
         for name, a in (("grads", g), ("params", w)):
-            _refuse_overflow(_squares_sum(a), [k], [a], f"the squared unit norms of {name}[{k!r}]", name)
+            _refuse_overflow(_squares_sum(a), [k], [a], "the sum of squares", f"{name}[{k!r}]")
         if k in skip:
             out.append(g.copy())
             continue
