@@ -63,6 +63,7 @@ def check_finite(x: np.ndarray, name: str) -> None:
 
 
 def _check_ndim_and_size(arr: np.ndarray, name: str, ndim, allow_empty: bool) -> None:
+    """Raise ``ValueError`` for a wrong number of dimensions or an unwanted empty array."""
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
@@ -140,6 +141,7 @@ def check_labels(labels, n: int, num_classes: int, name: str = "labels") -> np.n
 
 
 def _real_scalar(value, name: str) -> float:
+    """``value`` as a finite Python float, or a ``TypeError``/``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
         raise TypeError(f"{name}: expected a real number, got {describe(value)}")
     v = float(value)

@@ -81,6 +81,7 @@ def check_gradients(model, x: np.ndarray, labels: np.ndarray, h: float = 1e-6,
     grads = {k: v.copy() for k, v in grads.items()}
 
     def f(_):
+        """The loss at the model's current (perturbed) parameters."""
         return m.loss(x64, labels, loss)[0]
 
     return {name: rel_error(grads[name], numerical_gradient(f, p, h)) for name, p in m.params.items()}

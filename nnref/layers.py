@@ -1,9 +1,12 @@
 """Layers with hand-written backward passes.
 
-Each layer has ``forward(x)``, which caches exactly what its backward needs, and
-``backward(grad_out)``, which uses only that cache and returns ``dL/dx``. The forward
-and backward of each layer sit side by side, as in CS231n's ``layers.py``, so the chain
-rule can be read off one screen.
+Each formula is first a plain function, the arithmetic alone (``linear_forward``,
+``linear_backward``, ``relu_forward``, ``relu_backward``, ``leaky_relu_forward``,
+``leaky_relu_backward``, ``tanh_backward``, ``sigmoid_backward``), as CS231n's
+``layers.py`` writes them. The layer classes call those functions: ``forward(x)`` caches
+exactly what the backward needs, and ``backward(grad_out)`` uses only that cache and
+returns ``dL/dx``. Forward and backward sit side by side, so the chain rule can be read
+off one screen.
 
 Shapes: ``x`` is ``(batch, features)``; ``grad_out`` has the shape of the layer's output.
 """
@@ -136,6 +139,7 @@ def sigmoid_backward(y: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
 
 
 def _check_fans(fan_in, fan_out) -> None:
+    """Raise ``ValueError`` unless both fans are positive integers."""
     for name, v in (("fan_in", fan_in), ("fan_out", fan_out)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
@@ -144,8 +148,23 @@ def _check_fans(fan_in, fan_out) -> None:
 def he_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Kaiming/He normal: ``W ~ N(0, std^2)``, ``std = gain * sqrt(2 / fan_in)``.
 
-    He et al. 2015, "Delving Deep into Rectifiers", eq. 10: keeps the variance of ReLU
-    pre-activations constant from layer to layer. Shape ``(fan_in, fan_out)``.
+    Keeps the variance of ReLU pre-activations constant from layer to layer.
+
+    Parameters
+    ----------
+    fan_in, fan_out : int >= 1
+    rng : int seed or numpy.random.Generator
+    gain : float
+        Multiplies ``std``.
+    dtype : numpy float dtype
+
+    Returns
+    -------
+    ndarray, shape (fan_in, fan_out)
+
+    References
+    ----------
+    He et al. 2015, "Delving Deep into Rectifiers", eq. 10.
     """
     _check_fans(fan_in, fan_out)
     std = gain * np.sqrt(2.0 / fan_in)
@@ -153,18 +172,26 @@ def he_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float3
 
 
 def he_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Kaiming/He uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / fan_in)`` (same variance
-    ``2 / fan_in`` as :func:`he_normal`, since ``Var U(-a, a) = a^2 / 3``)."""
+    """Kaiming/He uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / fan_in)``.
+
+    The same variance ``2 / fan_in`` as :func:`he_normal`, since ``Var U(-a, a) = a^2 / 3``.
+    Parameters and return as :func:`he_normal`.
+    """
     _check_fans(fan_in, fan_out)
     a = gain * np.sqrt(6.0 / fan_in)
     return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
 
 
 def xavier_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Xavier/Glorot normal: ``std = gain * sqrt(2 / (fan_in + fan_out))``.
+    """Xavier/Glorot normal: ``W ~ N(0, std^2)``, ``std = gain * sqrt(2 / (fan_in + fan_out))``.
 
-    Glorot & Bengio 2010, eq. 12 (normal form): balances forward and backward variance for
-    tanh/sigmoid networks. Shape ``(fan_in, fan_out)``.
+    Balances forward and backward variance for tanh/sigmoid networks. Parameters and
+    return as :func:`he_normal`.
+
+    References
+    ----------
+    Glorot & Bengio 2010, "Understanding the difficulty of training deep feedforward
+    neural networks", eq. 12 (normal form).
     """
     _check_fans(fan_in, fan_out)
     std = gain * np.sqrt(2.0 / (fan_in + fan_out))
@@ -172,8 +199,14 @@ def xavier_normal(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.fl
 
 
 def xavier_uniform(fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Xavier/Glorot uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``
-    (Glorot & Bengio 2010, eq. 16)."""
+    """Xavier/Glorot uniform: ``W ~ U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Parameters and return as :func:`he_normal`.
+
+    References
+    ----------
+    Glorot & Bengio 2010, eq. 16.
+    """
     _check_fans(fan_in, fan_out)
     a = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return as_rng(rng).uniform(-a, a, (fan_in, fan_out)).astype(dtype)
@@ -190,7 +223,20 @@ INITIALIZERS = {
 
 
 def init_weight(init: str, fan_in: int, fan_out: int, rng, gain: float = 1.0, dtype=np.float32) -> np.ndarray:
-    """Draw a ``(fan_in, fan_out)`` weight matrix with the named initializer."""
+    """Draw a ``(fan_in, fan_out)`` weight matrix with the named initializer.
+
+    Parameters
+    ----------
+    init : str
+        A key of :data:`INITIALIZERS` (``"he"``, ``"he_uniform"``, ``"xavier"``, ...).
+    fan_in, fan_out, rng, gain, dtype
+        As :func:`he_normal`.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``init``.
+    """
     if not isinstance(init, str) or init not in INITIALIZERS:
         raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, got {init!r}")
     return INITIALIZERS[init](fan_in, fan_out, rng, gain=gain, dtype=dtype)
@@ -205,9 +251,11 @@ class Layer:
     """Base class: a differentiable map with a cache between forward and backward."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """The layer's output for ``x``, caching what the backward needs."""
         raise NotImplementedError
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        """``dL/dx`` from ``dL/dy``, using only the cache of the last forward."""
         raise NotImplementedError
 
     def clear_cache(self) -> None:
@@ -217,6 +265,7 @@ class Layer:
                 setattr(self, name, None)
 
     def _check_grad(self, grad_out, expected_shape) -> np.ndarray:
+        """``grad_out`` after checking it has the output's shape (and a forward ran)."""
         if expected_shape is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         if not isinstance(grad_out, np.ndarray) or grad_out.shape != expected_shape:
@@ -242,6 +291,16 @@ class Linear(Layer):
 
     ``W`` is stored ``(in, out)`` so the forward reads like the math; TensorFlow Lite and
     PyTorch store ``(out, in)``, which is why nnref's output channels are *columns*.
+
+    Parameters
+    ----------
+    in_features, out_features : int >= 1
+    init : str
+        Weight initializer (:func:`init_weight`); the bias starts at zero.
+    seed : int >= 0 or numpy.random.Generator
+    dtype : numpy float dtype
+    gain : float > 0
+        Multiplies the initializer's standard deviation.
     """
 
     def __init__(
@@ -265,13 +324,17 @@ class Linear(Layer):
 
     @property
     def in_features(self) -> int:
+        """Input width (rows of ``W``)."""
         return self.W.shape[0]
 
     @property
     def out_features(self) -> int:
+        """Output width (columns of ``W``)."""
         return self.W.shape[1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``linear_forward(x, W, b)`` for ``x`` of shape ``(B, in)`` (cast to ``W``'s
+        dtype), caching ``x``."""
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
@@ -281,9 +344,16 @@ class Linear(Layer):
         return linear_forward(x, self.W, self.b)
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Store ``dW``, ``db``; return ``dL/dx`` (or ``None`` when ``input_grad`` is False:
-        the first layer of a network needs no input gradient, and skipping it saves the
-        largest matrix product of the backward pass)."""
+        """:func:`linear_backward` with the cached ``x``: store ``dW``, ``db``; return
+        ``dL/dx``.
+
+        Parameters
+        ----------
+        grad_out : ndarray, shape (B, out)
+        input_grad : bool
+            False returns None instead of ``dL/dx``: the first layer of a network needs no
+            input gradient, and skipping it saves the largest product of the backward.
+        """
         x = self._x
         g = self._check_grad(grad_out, None if x is None else (x.shape[0], self.out_features))
         dx, self.dW, self.db = linear_backward(x, self.W if input_grad else None, g)
@@ -354,6 +424,7 @@ class Tanh(Layer):
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``tanh(x)``, caching the output."""
         self._y = np.tanh(x)
         return self._y
 
@@ -388,6 +459,7 @@ class Sigmoid(Layer):
         self._y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``stable_sigmoid(x)``, caching the output."""
         self._y = stable_sigmoid(x)
         return self._y
 

@@ -89,11 +89,13 @@ class MLP:
         Weight initializer (see :mod:`nnref.layers`); biases start at zero.
     seed : int or numpy.random.Generator
         Drives the initialization: the same seed gives bitwise identical weights.
-    dtype : float32 (default) or float64.
+    dtype : float16, float32 (default) or float64
     gain : float
         Multiplies the initializer's standard deviation (1.0: the textbook value). A large
         gain is how :mod:`nnref.experiments` makes gradients explode.
 
+    Notes
+    -----
     Forward: ``h_0 = x``, ``z_l = h_{l-1} @ W_l + b_l``, ``h_l = act(z_l)``; logits ``z_L``.
     Backward walks the layers in reverse, each using only what its forward cached.
     """
@@ -185,14 +187,17 @@ class MLP:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters (weights and biases)."""
         return sum(p.size for p in self.params.values())
 
     @property
     def in_features(self) -> int:
+        """Input width."""
         return self.layer_sizes[0]
 
     @property
     def n_outputs(self) -> int:
+        """Output width (classes)."""
         return self.layer_sizes[-1]
 
     # ---------------------------------------------------------------- forward / backward
@@ -235,7 +240,7 @@ class MLP:
                              f"(|x| <= {float(np.finfo(self.dtype).max):.4g}), got |x| up to {big:.4g}")
         return cast
 
-    _check_x = check_input  # the name subclasses and older callers use
+    _check_x = check_input  # the name nnref.quant.qat and nnref.quant.report call
 
     @contextlib.contextmanager
     def inputs_checked(self):

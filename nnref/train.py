@@ -242,12 +242,14 @@ def _evaluate(model, x: np.ndarray, y: np.ndarray, loss: str, batch_size: int = 
 
 
 def _check_model(model) -> MLP:
+    """``model`` after checking it is an :class:`~nnref.mlp.MLP` (or a subclass)."""
     if not isinstance(model, MLP):
         raise TypeError(f"model: expected an nnref.mlp.MLP, got {describe(model)}")
     return model
 
 
 def _check_loss(loss) -> str:
+    """``loss`` after checking it names a loss of :data:`nnref.mlp.LOSSES`."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     return loss
@@ -262,6 +264,7 @@ def _check_inputs(x, model, name: str) -> np.ndarray:
 
 
 def _check_targets(y, n: int, model, loss: str, name: str) -> np.ndarray:
+    """Labels ``(n,)`` (cross-entropy) or targets ``(n, n_outputs)`` (MSE), checked."""
     if loss == "cross_entropy":
         return check_labels(y, n, model.n_outputs, name)
     y = as_float_array(y, name, ndim=2)

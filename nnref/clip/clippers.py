@@ -174,6 +174,7 @@ class Clipper:
         return new, True, None
 
     def _clip_arrays(self, grads, keys, arrays, params, norms) -> list:
+        """The subclass's rule: new clipped arrays, in ``keys`` order."""
         raise NotImplementedError  # pragma: no cover - interface
 
     def __repr__(self) -> str:
@@ -208,9 +209,11 @@ class Value(Clipper):
 
     @property
     def threshold(self) -> float | None:
+        """The symmetric bound ``v`` (None for separate bounds)."""
         return self.clip_value
 
     def _apply(self, grads, keys, arrays, params, norms, inplace):
+        """``(clipped arrays, acted, scale or None)`` for this rule (see :meth:`Clipper._apply`)."""
         # Acted iff some entry lies outside [lo, hi] (NaN compares False: it stays NaN).
         acted = any(g.size and (np.fmin.reduce(g, axis=None) < self._lo or np.fmax.reduce(g, axis=None) > self._hi)
                     for g in arrays)
@@ -230,9 +233,11 @@ class Norm(Clipper):
 
     @property
     def threshold(self) -> float:
+        """``max_norm``."""
         return self.max_norm
 
     def _clip_arrays(self, grads, keys, arrays, params, norms):
+        """The rule applied to new arrays (see :meth:`Clipper._clip_arrays`)."""
         for k, g, n in zip(keys, arrays, norms.norms):
             check_total(n, self.max_norm, [k], [g], 2.0, False)
         with np.errstate(invalid="ignore"):
@@ -254,14 +259,17 @@ class GlobalNorm(Clipper):
 
     @property
     def threshold(self) -> float:
+        """``max_norm``."""
         return self.max_norm
 
     def _apply(self, grads, keys, arrays, params, norms, inplace):
+        """``(clipped arrays, acted, scale or None)`` for this rule (see :meth:`Clipper._apply`)."""
         if self.norm_type != 2.0 or not math.isfinite(norms.total):
             return super()._apply(grads, keys, arrays, params, norms, inplace)
         return _scale_by(arrays, clip_coef(norms.total, self.max_norm, self.eps), inplace)
 
     def _clip_arrays(self, grads, keys, arrays, params, norms):
+        """The rule applied to new arrays (see :meth:`Clipper._clip_arrays`)."""
         clipped, _ = clip_by_global_norm(grads, self.max_norm, self.norm_type, self.eps,
                                          self.error_if_nonfinite)
         return [clipped[k] for k in keys]
@@ -287,6 +295,7 @@ class Adaptive(Clipper):
         super().__init__()
 
     def _clip_arrays(self, grads, keys, arrays, params, norms):
+        """The rule applied to new arrays (see :meth:`Clipper._clip_arrays`)."""
         if params is None:
             raise ValueError("params: adaptive clipping needs the parameters (same keys as grads), got None")
         out = adaptive_clip(grads, params, self.clipping, self.eps, self.skip, self.units)
@@ -334,9 +343,11 @@ class AutoClip(Clipper):
 
     @property
     def threshold(self) -> float | None:
+        """The last threshold (None before the first call)."""
         return self._threshold
 
     def _apply(self, grads, keys, arrays, params, norms, inplace):
+        """``(clipped arrays, acted, scale or None)`` for this rule (see :meth:`Clipper._apply`)."""
         total = norms.total
         if not math.isfinite(total):
             raise NonFiniteNormError(

@@ -118,6 +118,7 @@ def adaptive_clip_grad(w, g, clipping=0.01, eps=1e-3):
     without normalization", arXiv 2102.06171, eq. 3.
     """
     def unit_norms(a):
+        """One L2 norm per unit, shaped to broadcast against ``a`` (float64)."""
         a = a.astype(np.float64)
         return np.abs(a) if a.ndim <= 1 else np.sqrt(np.sum(a * a, axis=0, keepdims=True))
 

@@ -233,6 +233,7 @@ def value_bounds(clip_value=None, min_value=None, max_value=None) -> tuple[float
 
 
 def _bound(value, name: str) -> float:
+    """A bound of :func:`clip_by_value` as a float: a real number, infinity allowed."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
         raise TypeError(f"{name}: expected a real number (infinity allowed), got {describe(value)}")
     if math.isnan(float(value)):
