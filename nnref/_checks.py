@@ -21,6 +21,7 @@ __all__ = [
     "check_positive",
     "check_nonnegative",
     "check_int_in_range",
+    "check_float_dtype",
     "check_grads",
     "check_params_like",
     "check_norm_type",
@@ -197,6 +198,24 @@ def as_rng(seed) -> np.random.Generator:
             raise ValueError(f"seed: expected a non-negative integer, None or numpy.random.Generator, got {seed}")
         return np.random.default_rng(seed)
     raise TypeError(f"seed: expected an int, None or numpy.random.Generator, got {describe(seed)}")
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """``dtype`` as a numpy float16, float32 or float64 dtype.
+
+    Raises
+    ------
+    TypeError
+        Not a dtype (``"bogus"``), or not one of the three float dtypes (an integer dtype
+        would truncate weights).
+    """
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected float16, float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"{name}: expected float16, float32 or float64, got {dt}")
+    return dt
 
 
 # ----------------------------------------------------------------------------- gradients

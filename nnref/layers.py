@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_rng, check_nonnegative, check_positive, describe
+from ._checks import as_rng, check_float_dtype, check_nonnegative, check_positive, describe
 
 __all__ = [
     "linear_forward",
@@ -316,6 +316,7 @@ class Linear(Layer):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
         check_positive(gain, "gain")
+        dtype = check_float_dtype(dtype)
         self.W = init_weight(init, int(in_features), int(out_features), seed, gain=gain, dtype=dtype)
         self.b = np.zeros(int(out_features), dtype=dtype)
         self.dW: np.ndarray | None = None
@@ -475,6 +476,6 @@ ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": S
 
 def make_activation(name: str) -> Layer:
     """A new activation layer by name: one of ``relu, leaky_relu, tanh, sigmoid``."""
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_labels, describe
+from ._checks import as_float_array, as_rng, check_float_dtype, check_labels, describe
 from ._npz import read_archive, write_archive
 from .layers import ACTIVATIONS, Layer, Linear, make_activation
 from .losses import cross_entropy_loss_and_grad, mse, softmax
@@ -65,17 +65,6 @@ def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entro
     return mse(logits, y)
 
 
-def _float_dtype(dtype) -> np.dtype:
-    """``dtype`` as a numpy float16/32/64 dtype, or a ``TypeError`` naming what it got."""
-    try:
-        dt = np.dtype(dtype)
-    except (TypeError, ValueError):
-        raise TypeError(f"dtype: expected float16, float32 or float64, got {dtype!r}") from None
-    if dt not in (np.float16, np.float32, np.float64):
-        raise TypeError(f"dtype: expected float16, float32 or float64, got {dt}")
-    return dt
-
-
 class MLP:
     """Multilayer perceptron with manual backprop.
 
@@ -116,7 +105,7 @@ class MLP:
             )
         if not isinstance(activation, str) or activation not in ACTIVATIONS:  # a 2-layer MLP has none
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        dtype = _float_dtype(dtype)
+        dtype = check_float_dtype(dtype)
         rng = as_rng(seed)
         self.layer_sizes = [int(s) for s in sizes]
         self.activation = activation
@@ -340,7 +329,7 @@ class MLP:
         TypeError
             An integer or other non-float dtype (it would truncate the weights).
         """
-        dtype = _float_dtype(dtype)
+        dtype = check_float_dtype(dtype)
         new = self.copy()
         new.dtype = dtype
         for layer in new.layers:

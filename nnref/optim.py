@@ -169,6 +169,11 @@ class SGD(Optimizer):
     nesterov : bool
         Requires ``momentum > 0`` and ``dampening == 0``, as in PyTorch.
 
+    Notes
+    -----
+    NaN or infinite gradients propagate into the parameters, as in PyTorch;
+    :func:`nnref.train.fit` stops before such a step.
+
     Attributes
     ----------
     state : dict
@@ -238,6 +243,11 @@ class Adam(Optimizer):
     lr : float > 0
     betas : pair of floats in [0, 1)
     eps, weight_decay : float >= 0
+
+    Notes
+    -----
+    NaN or infinite gradients propagate into the parameters and moments, as in PyTorch;
+    :func:`nnref.train.fit` stops before such a step.
 
     Attributes
     ----------

@@ -273,7 +273,8 @@ def _check_targets(y, n: int, model, loss: str, name: str) -> np.ndarray:
     return y
 
 
-def _check_fit_args(model, optimizer, x, y, epochs, batch_size, seed, validation, grad_transform, loss):
+def _check_fit_args(model, optimizer, x, y, epochs, batch_size, seed, validation, grad_transform, loss,
+                    out=None):
     """Every argument of :func:`fit`, checked before any work; returns the checked ones."""
     model = _check_model(model)
     if not callable(getattr(optimizer, "step", None)):
@@ -292,6 +293,8 @@ def _check_fit_args(model, optimizer, x, y, epochs, batch_size, seed, validation
         val = (xv, _check_targets(validation[1], xv.shape[0], model, loss, "validation[1]"))
     if grad_transform is not None and not callable(grad_transform):
         raise TypeError(f"grad_transform: expected a callable (grads, params) -> grads, got {grad_transform!r}")
+    if out is not None and not callable(getattr(out, "write", None)):
+        raise TypeError(f"out: expected a text stream with a write method (or None), got {describe(out)}")
     return model, x, y, epochs, batch_size, as_rng(seed), val, loss
 
 
@@ -340,7 +343,7 @@ def fit(model, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size:
     ``history.message`` (also printed when verbose) says at which epoch and step.
     """
     model, x, y, epochs, batch_size, rng, val, loss = _check_fit_args(
-        model, optimizer, x, y, epochs, batch_size, seed, validation, grad_transform, loss)
+        model, optimizer, x, y, epochs, batch_size, seed, validation, grad_transform, loss, out)
     out = out if out is not None else sys.stdout
     h = History(transform=repr(grad_transform) if grad_transform is not None else None)
     params = model.params

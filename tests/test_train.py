@@ -287,7 +287,8 @@ def test_bad_fit_arguments():
 # --------------------------------------------------------------------------------------
 
 from nnref import clip  # noqa: E402
-from nnref.layers import Linear, init_weight  # noqa: E402
+from nnref.gradcheck import check_gradients  # noqa: E402
+from nnref.layers import Linear, init_weight, make_activation  # noqa: E402
 from nnref.train import train_step  # noqa: E402
 
 
@@ -335,6 +336,12 @@ def _bad_input_cases(tmp_path):
         (lambda: evaluate(m, x, y, loss="bogus"), ValueError, "loss: expected one of"),
         (lambda: data.train_test_split(x, y, seed=-1), ValueError, "seed: expected a non-negative"),
         (lambda: clip.global_norm([np.array([1.5e308, 1.5e308])]), ValueError, "exceeds the float64 range"),
+        (lambda: Linear(2, 2, dtype=np.int32), TypeError, "dtype: expected float16, float32 or float64, got int32"),
+        (lambda: make_activation(["relu"]), ValueError, "activation: expected one of"),
+        (lambda: fit(m, SGD(0.1), x, y, out=3, **fit_args), TypeError, "out: expected a text stream"),
+        (lambda: clip.GlobalNorm(1.0)([np.ones(2)], total_norm="1"), TypeError, "total_norm: expected a number"),
+        (lambda: check_gradients(None, x, y), TypeError, "model: expected an nnref.mlp.MLP"),
+        (lambda: check_gradients(m, x[:, :2], y), ValueError, "x: expected 4 features"),
     ]
 
 

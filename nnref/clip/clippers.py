@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_grads, check_names, check_nonnegative, check_norm_type, pack_like
+from .._checks import check_grads, check_names, check_nonnegative, check_norm_type, describe, pack_like
 from .formulas import clip_grad_by_norm, clip_grads_by_value
 from .functions import (
     AGC_UNITS,
@@ -114,6 +115,8 @@ class Clipper:
             norm the clipper computes (``ValueError`` if they differ by more than 1e-4
             relative) and never used in its place.
         """
+        if total_norm is not None and (isinstance(total_norm, bool) or not isinstance(total_norm, numbers.Real)):
+            raise TypeError(f"total_norm: expected a number or None, got {describe(total_norm)}")
         measured = grad_norms(grads)
         if total_norm is not None and not _same_norm(float(total_norm), measured.total):
             raise ValueError(f"total_norm: expected the gradients' global L2 norm "
