@@ -983,3 +983,23 @@ def test_clip_by_value_with_separate_bounds():
 def test_clip_by_value_bad_bounds(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         clip_by_value([np.ones(2)], **kwargs)
+
+
+@given(grads=nonempty_structs, seed=seeds)
+def test_every_clipper_in_place_gives_the_functional_result(grads, seed):
+    rng = np.random.default_rng(seed)
+    params = _astype(grads, np.float64)
+    params = {k: rng.standard_normal(v.shape) for k, v in params.items()} if isinstance(params, dict) else [
+        rng.standard_normal(v.shape) for v in params]
+    for make in (lambda: Value(0.5), lambda: Value(min_value=-0.1, max_value=2.0), lambda: Norm(1.0),
+                 lambda: GlobalNorm(1.0), lambda: GlobalNorm(1.0, norm_type=1), lambda: Adaptive(0.05),
+                 lambda: AutoClip(50)):
+        expected = make()(grads, params)
+        g = _copy(grads)
+        ids = [id(a) for a in _arrays(g)]
+        res = make().clip(g, params, inplace=True)
+        assert [id(a) for a in _arrays(res.grads)] == ids  # the given arrays, written in place
+        _assert_same(g, expected)
+        changed = any(not np.array_equal(a, b) for a, b in zip(_arrays(g), _arrays(grads)))
+        assert res.acted == changed
+        np.testing.assert_allclose(res.norms_after, [np.linalg.norm(a) for a in _arrays(g)], rtol=1e-6)
