@@ -246,12 +246,11 @@ def check_grads(grads, name: str, *, finite: bool = False) -> tuple[list, list[n
         A non-finite entry when ``finite`` is True.
     """
     if isinstance(grads, dict):
-        keys = list(grads)
+        keys, arrays = list(grads), list(grads.values())
     elif isinstance(grads, (list, tuple)):
-        keys = list(range(len(grads)))
+        keys, arrays = list(range(len(grads))), list(grads)
     else:
         raise TypeError(f"{name}: expected a dict name -> array or a list of arrays, got {describe(grads)}")
-    arrays = [grads[k] for k in keys]
     if not finite and all(type(a) is np.ndarray and a.dtype.kind == "f" for a in arrays):
         return keys, arrays  # already what as_float_array would return (the hot path)
     arrays = [as_float_array(grads[k], f"{name}[{k!r}]", finite=finite, allow_empty=True) for k in keys]

@@ -336,13 +336,12 @@ class Linear(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``linear_forward(x, W, b)`` for ``x`` of shape ``(B, in)`` (cast to ``W``'s
         dtype), caching ``x``."""
-        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"x: expected an array of shape (batch, {self.in_features}), got {describe(x)}"
-            )
-        x = x.astype(self.W.dtype, copy=False)
+        W = self.W
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != W.shape[0]:
+            raise ValueError(f"x: expected an array of shape (batch, {W.shape[0]}), got {describe(x)}")
+        x = x.astype(W.dtype, copy=False)
         self._x = x
-        return linear_forward(x, self.W, self.b)
+        return linear_forward(x, W, self.b)
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """:func:`linear_backward` with the cached ``x``: store ``dW``, ``db``; return

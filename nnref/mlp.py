@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 
 import numpy as np
@@ -57,7 +58,7 @@ def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entro
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-    if not np.isfinite(logits.sum()) and not np.all(np.isfinite(logits)):
+    if not math.isfinite(np.add.reduce(logits, axis=None)) and not np.all(np.isfinite(logits)):
         return float("nan"), np.full_like(logits, np.nan)
     if loss == "cross_entropy":
         labels = check_labels(y, logits.shape[0], logits.shape[1]) if check_targets else y
