@@ -75,7 +75,8 @@ class Clipper:
       None when there is no single bound), e.g. to draw a line on a plot of norms.
 
     ``params`` is used by :class:`Adaptive` only; the others accept and ignore it.
-    ``reset()`` forgets the statistics.
+    ``reset()`` forgets the statistics. A call that changes no entry gives back the given
+    arrays themselves (in a new dict or list), not copies.
     """
 
     def __init__(self) -> None:
