@@ -26,7 +26,6 @@ from .functions import (
     clip_by_global_norm,
     clip_coef,
     describe_nonfinite,
-    global_norm,
     scale_grads,
     value_bounds,
 )
