@@ -189,7 +189,7 @@ def final_loss(history: History) -> float:
 
 
 def _max_norm_seen(history: History) -> float:
-    # The largest pre-clipping gradient norm; inf if any was infinite, NaN only if all were.
+    """The largest pre-clipping gradient norm; inf if any was infinite, NaN only if all were."""
     norms = np.asarray(history.grad_norm, dtype=np.float64)
     if norms.size == 0 or np.all(np.isnan(norms)):
         return float("nan")
@@ -220,6 +220,7 @@ class DemoResult:
 
     @property
     def lr(self) -> float:
+        """The learning rate of both runs."""
         return self.settings["lr"]
 
     def report(self) -> str:
@@ -252,7 +253,8 @@ class DemoResult:
 
 
 def _check_seed(seed) -> int:
-    # An int, not a Generator: both runs must draw the very same numbers.
+    """``seed`` as a non-negative int (not a Generator: both runs must draw the very same
+    numbers)."""
     return check_int_in_range(seed, "seed", 0, 2**63 - 1)
 
 
@@ -268,6 +270,7 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
 
 
 def _initial_model(seed: int) -> MLP:
+    """The initial model both runs start from."""
     _, init_rng, _ = _streams(seed)
     return MLP(LAYER_SIZES, activation=ACTIVATION, seed=init_rng)
 

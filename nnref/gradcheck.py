@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_positive
+from ._checks import check_positive, describe
+from .mlp import MLP
 
 __all__ = ["numerical_gradient", "rel_error", "check_gradients"]
 
@@ -75,12 +76,15 @@ def check_gradients(model, x: np.ndarray, labels: np.ndarray, h: float = 1e-6,
     models can be checked too. Each parameter costs ``2 * size`` forward passes: use a
     small model and batch. Errors below ~1e-7 mean the backward pass is right.
     """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected an nnref.mlp.MLP, got {describe(model)}")
     m = model.astype(np.float64)
-    x64 = np.asarray(x, dtype=np.float64)
+    x64 = m.check_input(x)
     _, grads = m.loss_and_grads(x64, labels, loss=loss)
     grads = {k: v.copy() for k, v in grads.items()}
 
     def f(_):
+        """The loss at the model's current (perturbed) parameters."""
         return m.loss(x64, labels, loss)[0]
 
     return {name: rel_error(grads[name], numerical_gradient(f, p, h)) for name, p in m.params.items()}

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_labels
 
-__all__ = ["log_softmax", "softmax", "softmax_cross_entropy", "mse"]
+__all__ = ["log_softmax", "softmax", "softmax_cross_entropy", "cross_entropy_loss_and_grad", "mse"]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -24,8 +24,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    # Unchecked core of log_softmax, for callers that have validated z already. The row
-    # sums go through BLAS (e @ 1), which is faster than a reduction along short rows.
+    """The arithmetic of :func:`log_softmax` (``z`` validated by the caller). The row sums
+    go through BLAS (``e @ 1``), which is faster than a reduction along short rows."""
     shifted = z - z.max(axis=1, keepdims=True)
     shifted -= np.log(np.exp(shifted) @ np.ones(z.shape[1], dtype=z.dtype))[:, None]
     return shifted
@@ -40,31 +40,67 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy and its gradient.
+    """Mean softmax cross-entropy and its gradient, after checking the arguments.
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, C)
+        Finite floating values.
+    labels : array_like of int, shape (B,)
+        Class indices in ``[0, C)``.
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray, shape (B, C), the logits' dtype
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-numeric or non-finite logits, labels of the wrong dtype, shape or range.
+
+    Notes
+    -----
+    The arithmetic is :func:`cross_entropy_loss_and_grad`. Matches
+    ``torch.nn.functional.cross_entropy`` with mean reduction.
+    """
+    z = as_float_array(logits, "logits", ndim=2)
+    return cross_entropy_loss_and_grad(z, check_labels(labels, z.shape[0], z.shape[1]))
+
+
+def cross_entropy_loss_and_grad(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient (no validation).
 
     With ``p = softmax(z)`` and one-hot targets ``y``, for a batch of ``B`` rows::
 
         L = -(1/B) sum_i log p[i, label_i]
         dL/dz = (p - y) / B
 
-    (the softmax Jacobian ``diag(p) - p p^T`` times ``-y/p`` collapses to ``p - y``). Each
-    row of ``dL/dz`` therefore sums to zero. ``logits`` is ``(B, C)`` floating, ``labels``
-    ``(B,)`` integers in ``[0, C)``. Returns ``(loss as a Python float, dlogits (B, C) in the
-    logits' dtype)``. Matches ``torch.nn.functional.cross_entropy`` with mean reduction.
+    (the softmax Jacobian ``diag(p) - p p^T`` times ``-y/p`` collapses to ``p - y``), so
+    each row of ``dL/dz`` sums to zero. ``log p`` is computed with the log-sum-exp shift
+    (see :func:`log_softmax`).
+
+    Parameters
+    ----------
+    logits : ndarray, shape (B, C), floating, finite
+    labels : ndarray of int, shape (B,), values in ``[0, C)``
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray, shape (B, C), the logits' dtype (a new array)
+
+    References
+    ----------
+    CS231n, ``softmax_loss``; PyTorch ``torch.nn.functional.cross_entropy``.
     """
-    z = as_float_array(logits, "logits", ndim=2)
-    return _softmax_cross_entropy(z, check_labels(labels, z.shape[0], z.shape[1]))
-
-
-def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    # Unchecked core of softmax_cross_entropy (z finite, y valid labels): the training
-    # loop's hot path, which has validated both already.
-    b = z.shape[0]
-    logp = _log_softmax(z)
+    b, c = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)  # every exponent <= 0
+    logp = shifted - np.log(np.exp(shifted) @ np.ones(c, dtype=logits.dtype))[:, None]
     rows = np.arange(b)
-    loss = -float(np.add.reduce(logp[rows, y])) / b
+    loss = -float(np.add.reduce(logp[rows, labels])) / b
     dlogits = np.exp(logp, out=logp)  # p = exp(log p), reusing the buffer
-    dlogits[rows, y] -= 1
+    dlogits[rows, labels] -= 1
     dlogits /= b
     return loss, dlogits
 

@@ -9,15 +9,17 @@ and optimizers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import os
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_labels, describe
+from ._checks import as_float_array, as_rng, check_float_dtype, check_labels, describe
 from ._npz import read_archive, write_archive
 from .layers import ACTIVATIONS, Layer, Linear, make_activation
-from .losses import _softmax_cross_entropy, mse, softmax
+from .losses import cross_entropy_loss_and_grad, mse, softmax
 
 __all__ = ["MLP", "LOSSES", "loss_from_logits"]
 
@@ -26,10 +28,29 @@ _FORMAT = "nnref.MLP"
 _FORMAT_VERSION = 1
 
 
-def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
-    """``(loss, dL/dlogits)`` for a model's logits ``(B, C)``: softmax cross-entropy with
-    class indices ``y`` ``(B,)``, or mean squared error with targets ``y`` ``(B, C)``.
+def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
+                     check_targets: bool = True) -> tuple[float, np.ndarray]:
+    """``(loss, dL/dlogits)`` for a model's logits.
 
+    Parameters
+    ----------
+    logits : ndarray, shape (B, C)
+    y : ndarray
+        Class indices ``(B,)`` for ``loss="cross_entropy"`` (softmax cross-entropy,
+        :func:`~nnref.losses.cross_entropy_loss_and_grad`), targets ``(B, C)`` for
+        ``loss="mse"``.
+    loss : {"cross_entropy", "mse"}
+    check_targets : bool
+        Validate the class indices (a caller that validated the whole data set once
+        passes False).
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray, shape (B, C)
+
+    Notes
+    -----
     Non-finite logits give ``(nan, all-NaN)`` instead of an error: a model's inputs are
     checked finite, so non-finite logits mean its weights diverged (or a product
     overflowed). That is the model's state, not bad input, and :func:`nnref.train.fit`
@@ -37,11 +58,11 @@ def loss_from_logits(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entro
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
-    if not np.isfinite(logits.sum()) and not np.all(np.isfinite(logits)):
+    if not math.isfinite(np.add.reduce(logits, axis=None)) and not np.all(np.isfinite(logits)):
         return float("nan"), np.full_like(logits, np.nan)
     if loss == "cross_entropy":
-        # The logits were just checked finite: skip the public function's re-check.
-        return _softmax_cross_entropy(logits, check_labels(y, logits.shape[0], logits.shape[1]))
+        labels = check_labels(y, logits.shape[0], logits.shape[1]) if check_targets else y
+        return cross_entropy_loss_and_grad(logits, labels)
     return mse(logits, y)
 
 
@@ -58,11 +79,13 @@ class MLP:
         Weight initializer (see :mod:`nnref.layers`); biases start at zero.
     seed : int or numpy.random.Generator
         Drives the initialization: the same seed gives bitwise identical weights.
-    dtype : float32 (default) or float64.
+    dtype : float16, float32 (default) or float64
     gain : float
         Multiplies the initializer's standard deviation (1.0: the textbook value). A large
         gain is how :mod:`nnref.experiments` makes gradients explode.
 
+    Notes
+    -----
     Forward: ``h_0 = x``, ``z_l = h_{l-1} @ W_l + b_l``, ``h_l = act(z_l)``; logits ``z_L``.
     Backward walks the layers in reverse, each using only what its forward cached.
     """
@@ -81,11 +104,9 @@ class MLP:
             raise ValueError(
                 f"layer_sizes: expected a list of at least two positive integers, got {layer_sizes!r}"
             )
-        if activation not in ACTIVATIONS:  # checked here too: a 2-layer MLP has no activation
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:  # a 2-layer MLP has none
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float16, np.float32, np.float64):
-            raise TypeError(f"dtype: expected float16, float32 or float64, got {dtype}")
+        dtype = check_float_dtype(dtype)
         rng = as_rng(seed)
         self.layer_sizes = [int(s) for s in sizes]
         self.activation = activation
@@ -130,41 +151,105 @@ class MLP:
         return out
 
     def set_params(self, params: dict[str, np.ndarray]) -> None:
-        """Copy ``params`` (same keys and shapes as :attr:`params`) into the model."""
+        """Copy ``params`` (same keys and shapes as :attr:`params`) into the model.
+
+        Raises
+        ------
+        ValueError
+            Other keys or shapes, or NaN/infinite values (a model with them predicts
+            nothing meaningful).
+        TypeError
+            A non-numeric array.
+        """
         own = self.params
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict name -> array, got {describe(params)}")
         if set(params) != set(own):
             raise ValueError(f"params: expected keys {sorted(own)}, got {sorted(params)}")
+        checked = {}
         for name, arr in params.items():
-            a = np.asarray(arr)
+            a = as_float_array(arr, f"params[{name!r}]", allow_empty=True)
             if a.shape != own[name].shape:
                 raise ValueError(f"params[{name!r}]: expected shape {own[name].shape}, got {a.shape}")
+            checked[name] = a
+        for name, a in checked.items():  # all checked first: a refusal changes nothing
             own[name][...] = a
 
     @property
     def n_params(self) -> int:
+        """Number of parameters (weights and biases)."""
         return sum(p.size for p in self.params.values())
 
     @property
     def in_features(self) -> int:
+        """Input width."""
         return self.layer_sizes[0]
 
     @property
     def n_outputs(self) -> int:
+        """Output width (classes)."""
         return self.layer_sizes[-1]
 
     # ---------------------------------------------------------------- forward / backward
-    def _check_x(self, x) -> np.ndarray:
-        x = as_float_array(x, "x", ndim=2)
+    _inputs_checked = False  # True inside inputs_checked(): forward trusts its input
+
+    def check_input(self, x, name: str = "x") -> np.ndarray:
+        """``x`` as a ``(batch, in_features)`` array of the model's dtype, after checking it.
+
+        Parameters
+        ----------
+        x : array_like
+        name : str
+            The argument's name in error messages.
+
+        Raises
+        ------
+        TypeError
+            Not a real numeric array.
+        ValueError
+            Not 2-D, the wrong number of features, empty, non-finite entries, or values
+            that overflow the model's dtype (1e300 into a float32 model).
+        """
+        if self._inputs_checked:
+            return x.astype(self.dtype, copy=False)
+        x = as_float_array(x, name, ndim=2)
         if x.shape[1] != self.in_features:
             raise ValueError(
-                f"x: expected {self.in_features} features per example (shape (batch, "
+                f"{name}: expected {self.in_features} features per example (shape (batch, "
                 f"{self.in_features})), got shape {x.shape}"
             )
-        return x.astype(self.dtype, copy=False)
+        if x.dtype == self.dtype:
+            return x
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = x.astype(self.dtype)
+            flat = cast.ravel()  # a finite sum of squares proves every entry finite (fast)
+            finite = np.isfinite(np.dot(flat, flat)) or np.isfinite(cast).all()
+        if not finite:
+            big = float(np.max(np.abs(x)))
+            raise ValueError(f"{name}: expected values within the model's {self.dtype} range "
+                             f"(|x| <= {float(np.finfo(self.dtype).max):.4g}), got |x| up to {big:.4g}")
+        return cast
+
+    _check_x = check_input  # the name nnref.quant.qat and nnref.quant.report call
+
+    @contextlib.contextmanager
+    def inputs_checked(self):
+        """A block in which :meth:`forward` and :meth:`loss` trust their inputs.
+
+        For a caller that has validated a whole data set once (:func:`nnref.train.fit`,
+        :func:`nnref.train.evaluate`) and then feeds it batch by batch: inputs are only
+        cast to the model's dtype, class labels are not re-checked.
+        """
+        previous = self._inputs_checked
+        self._inputs_checked = True
+        try:
+            yield self
+        finally:
+            self._inputs_checked = previous
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(B, n_outputs)`` for inputs ``x`` of shape ``(B, in_features)``."""
-        h = self._check_x(x)
+        h = self.check_input(x)
         for layer in self.layers:
             h = layer.forward(h)
         return h
@@ -181,7 +266,7 @@ class MLP:
 
     def loss(self, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
         """Forward pass and loss: ``(loss, dL/dlogits)`` (see :func:`loss_from_logits`)."""
-        return loss_from_logits(self.forward(x), y, loss)
+        return loss_from_logits(self.forward(x), y, loss, check_targets=not self._inputs_checked)
 
     def loss_and_grads(self, x: np.ndarray, labels: np.ndarray, loss: str = "cross_entropy"):
         """``(loss, grads)`` for one batch: forward, loss, backward."""
@@ -236,15 +321,23 @@ class MLP:
         return copy.deepcopy(self)
 
     def astype(self, dtype) -> "MLP":
-        """A copy with every parameter cast to ``dtype`` (e.g. float64 for gradient checks,
-        float16 for half-precision evaluation)."""
+        """A copy with every parameter cast to the float ``dtype`` (float64 for gradient
+        checks, float16 for half-precision evaluation); gradients and caches are not
+        copied.
+
+        Raises
+        ------
+        TypeError
+            An integer or other non-float dtype (it would truncate the weights).
+        """
+        dtype = check_float_dtype(dtype)
         new = self.copy()
-        new.dtype = np.dtype(dtype)
-        for lin in new.linears:
-            lin.W = lin.W.astype(dtype)
-            lin.b = lin.b.astype(dtype)
-            lin.dW = lin.db = None
-            lin._x = None
+        new.dtype = dtype
+        for layer in new.layers:
+            layer.clear_cache()
+            if isinstance(layer, Linear):
+                layer.W = layer.W.astype(dtype)
+                layer.b = layer.b.astype(dtype)
         return new
 
     def __repr__(self) -> str:
@@ -265,10 +358,33 @@ class MLP:
 
     @classmethod
     def load(cls, path) -> "MLP":
-        """Read a model written by :meth:`save`. Loaded with ``allow_pickle=False``; a
-        missing, truncated, foreign or inconsistent file raises ``ValueError`` (or
-        ``FileNotFoundError``) naming the file."""
+        """Read a model written by :meth:`save` (``allow_pickle=False``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        MLP
+
+        Raises
+        ------
+        TypeError
+            ``path`` is not a path.
+        FileNotFoundError
+            No such file.
+        ValueError
+            A truncated, foreign (``.npy``, other formats) or inconsistent file, or
+            non-finite parameters, naming the file.
+        """
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"path: expected a file path (str or os.PathLike), got {describe(path)}")
         path = os.fspath(path)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                if f.read(6) == b"\x93NUMPY":
+                    raise ValueError(f"{path}: a .npy array file, expected an nnref MLP .npz model file")
         arrays = read_archive(path, _FORMAT, _FORMAT_VERSION, "MLP")
         try:
             sizes = [int(s) for s in arrays["layer_sizes"]]
@@ -285,6 +401,8 @@ class MLP:
                     f"{path}: parameter {name!r} expected {own.dtype}{own.shape} for layer sizes "
                     f"{sizes}, got {describe(arr)}"
                 )
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError(f"{path}: parameter {name!r} holds NaN or infinite values")
             own[...] = arr
         extra = set(arrays) - set(model.params) - {"format", "format_version", "layer_sizes",
                                                    "activation", "init", "dtype"}

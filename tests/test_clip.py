@@ -824,9 +824,182 @@ def test_fit_with_global_norm_equals_fit_with_the_function():
 def test_fit_and_clip_compute_the_same_l2_norm_even_for_tiny_float32():
     # 20,000 entries of 1.1e-21: each square (1.2e-42) is subnormal in float32 although
     # the sum (2.4e-38) is not; the shared l2_norm redoes such sums in float64
-    from nnref.train import l2_norm as _l2  # the norm fit records and hands to clippers
+    from nnref.clip import l2_norm as _l2  # the norm fit records and hands to clippers
 
     x = np.full(20000, 1.1e-21, dtype=np.float32)
     exact = float(np.linalg.norm(x.astype(np.float64)))
     assert global_norm([x]) == pytest.approx(exact, rel=1e-7)
     assert _l2(x) == global_norm([x])
+
+
+# ----------------------------------------------------------------------------- plain formulas
+
+from nnref.clip import (  # noqa: E402
+    ClipResult,
+    adaptive_clip_grad,
+    clip_grad_by_norm,
+    clip_grads_by_global_norm,
+    clip_grads_by_value,
+    grad_norms,
+)
+
+
+@given(grads=grad_structs, c=thresholds, dt=st.sampled_from([np.float32, np.float64]))
+def test_checked_functions_compute_the_plain_formulas_bit_for_bit(grads, c, dt):
+    g = _astype(grads, dt)
+    arrays = _arrays(g)
+    before = _copy(g)
+    plain, plain_total = clip_grads_by_global_norm(arrays, c)
+    out, total = clip_by_global_norm(g, c)
+    assert total == plain_total
+    for a, b in zip(_arrays(out), plain):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_arrays(clip_by_norm(g, c)), [clip_grad_by_norm(x, c) for x in arrays]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_arrays(clip_by_value(g, c)), clip_grads_by_value(arrays, -c, c)):
+        np.testing.assert_array_equal(a, b)
+    _assert_same(g, before)  # nothing modified
+    # in place: the same bits, written into the given arrays, and the same total
+    inplace = _copy(g)
+    ids = [id(a) for a in _arrays(inplace)]
+    out2, total2 = clip_by_global_norm(inplace, c, inplace=True)
+    assert total2 == total and [id(a) for a in _arrays(out2)] == ids
+    for a, b in zip(_arrays(inplace), plain):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(grads=nonempty_structs, seed=seeds)
+def test_adaptive_clip_is_the_plain_formula_per_tensor(grads, seed):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(a.shape) for a in _arrays(grads)]
+    got = adaptive_clip(list(_arrays(grads)), params, 0.05)
+    for a, w, g in zip(got, params, _arrays(grads)):
+        np.testing.assert_array_equal(a, adaptive_clip_grad(w, g, 0.05))
+
+
+@given(grads=nonempty_structs, c=thresholds)
+def test_global_norm_clipper_reports_what_it_did(grads, c):
+    g = _copy(grads)
+    expected, total = clip_by_global_norm(g, c)
+    res = GlobalNorm(c).clip(g, inplace=True)
+    assert isinstance(res, ClipResult) and res.total_norm == total
+    for a, e in zip(_arrays(g), _arrays(expected)):  # written in place
+        np.testing.assert_array_equal(a, e)
+    assert res.acted == (total > c * 1.000001 and total > 0) or res.acted == (res.scale < 1)
+    np.testing.assert_allclose(res.norms_after, [n * res.scale for n in res.norms], rtol=1e-15)
+    assert res.total_norm_after <= c * (1 + 1e-12) or not res.acted
+
+
+def test_clip_result_norms_are_fits_and_the_functions_total_is_fits():
+    """fit's recorded total is the very number clip_by_global_norm returns (float64 and
+    float32 models): one summation."""
+    from nnref.mlp import MLP
+    from nnref.optim import SGD
+    from nnref.train import fit
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5))
+    y = rng.integers(0, 3, 40)
+    for dtype in (np.float64, np.float32):
+        seen = []
+        h = fit(MLP([5, 7, 3], dtype=dtype), SGD(0.3), x, y, epochs=1, batch_size=8, verbose=False,
+                grad_transform=lambda g, p: seen.append({k: v.copy() for k, v in g.items()}) or g)
+        assert [clip_by_global_norm(g, 1.0)[1] for g in seen] == h.grad_norm
+        assert [global_norm(g) for g in seen] == h.grad_norm
+
+
+def test_clipper_refuses_a_measurement_of_other_arrays_and_a_wrong_hint():
+    g = [np.array([3.0, 4.0])]
+    with pytest.raises(ValueError, match="norms: expected grad_norms"):
+        GlobalNorm(1.0).clip(g, norms=grad_norms([np.array([3.0, 4.0])]))
+    with pytest.raises(ValueError, match=r"total_norm: expected the gradients' global L2 norm 5\.0, got 0\.5"):
+        GlobalNorm(1.0)(g, total_norm=0.5)
+    out = GlobalNorm(1.0)(g, total_norm=5.0)  # a right hint is accepted (and not needed)
+    np.testing.assert_allclose(out[0], [0.6, 0.8], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- extremes
+
+
+@pytest.mark.parametrize(
+    "arrays, p, expected",
+    [
+        ([np.array([0.5, 0.25])], 2000.0, 0.5),  # 0.5**2000 underflows: scaled, not 0
+        ([np.array([3e-200, 4e-200])], 2.0, 5e-200),  # squares underflow float64
+        ([np.array([3e200]), np.array([4e200])], 2.0, 5e200),  # squares overflow float64
+        ([np.array([3e-200, 4e-200])], 3.0, (27 + 64) ** (1 / 3) * 1e-200),
+        ([np.float32([3e-30, 4e-30])], 2.0, 5e-30),
+        ([np.array([1e300, 1e300])], 1.0, 2e300),
+    ],
+)
+def test_norms_stay_right_at_the_extremes(arrays, p, expected):
+    assert global_norm(arrays, p) == pytest.approx(expected, rel=1e-6)
+    assert tensor_norms(arrays[:1], p)[0] <= expected * (1 + 1e-6)
+
+
+def test_clipping_never_zeroes_gradients_because_a_norm_overflowed():
+    huge = [np.array([1.5e308, 1.5e308])]  # finite, but the norm 2.1e308 is beyond float64
+    for call in (lambda: global_norm(huge), lambda: clip_by_global_norm(huge, 1.0),
+                 lambda: clip_by_norm(huge, 1.0), lambda: GlobalNorm(1.0)(huge),
+                 lambda: adaptive_clip(huge, [np.ones(2)]), lambda: Norm(1.0)(huge)):
+        with pytest.raises(ValueError, match="exceeds the float64 range"):
+            call()
+    with pytest.raises(ValueError, match=r"grads\[0\]: the sum of squares of these finite entries exceeds"):
+        adaptive_clip([np.array([1e200, 1.0])], [np.ones(2)])  # AGC's squares overflow: refused
+    big = [np.array([3e200, 4e200])]  # its norm 5e200 fits: clipped correctly
+    out, total = clip_by_global_norm(big, 1.0)
+    assert total == pytest.approx(5e200) and np.allclose(out[0], [0.6, 0.8])
+
+
+# ----------------------------------------------------------------------------- clip_by_value bounds
+
+
+def test_clip_by_value_with_separate_bounds():
+    g = [np.array([-5.0, -0.5, 0.5, 5.0, np.inf, -np.inf, np.nan])]
+    out = clip_by_value(g, min_value=-1.0, max_value=2.0)
+    np.testing.assert_array_equal(out[0], [-1.0, -0.5, 0.5, 2.0, 2.0, -1.0, np.nan])
+    out = clip_by_value(g, min_value=0.0)  # upper side open
+    np.testing.assert_array_equal(out[0], [0.0, 0.0, 0.5, 5.0, np.inf, 0.0, np.nan])
+    out = clip_by_value(g, min_value=-np.inf, max_value=np.inf)
+    np.testing.assert_array_equal(out[0], g[0])
+    np.testing.assert_array_equal(clip_by_value(g, 1.0)[0], clip_by_value(g, min_value=-1.0, max_value=1.0)[0])
+    clipper = Value(min_value=-1.0, max_value=2.0)
+    assert clipper.threshold is None and repr(clipper) == "Value(min_value=-1.0, max_value=2.0)"
+    res = clipper.clip([np.array([0.5, 3.0])])
+    assert res.acted and res.grads[0].tolist() == [0.5, 2.0]
+    assert not clipper.clip([np.array([0.5, np.nan])]).acted  # NaN is not clamped
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(clip_value=1.0, min_value=0.0), TypeError, "either clip_value or min_value/max_value"),
+        (dict(), TypeError, "clip_value: expected clip_value, or min_value"),
+        (dict(min_value=2.0, max_value=1.0), ValueError, "expected min_value <= max_value, got 2.0 > 1.0"),
+        (dict(min_value=np.nan), ValueError, "min_value: expected a number or"),
+        (dict(max_value="1"), TypeError, "max_value: expected a real number"),
+    ],
+)
+def test_clip_by_value_bad_bounds(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        clip_by_value([np.ones(2)], **kwargs)
+
+
+@given(grads=nonempty_structs, seed=seeds)
+def test_every_clipper_in_place_gives_the_functional_result(grads, seed):
+    rng = np.random.default_rng(seed)
+    params = _astype(grads, np.float64)
+    params = {k: rng.standard_normal(v.shape) for k, v in params.items()} if isinstance(params, dict) else [
+        rng.standard_normal(v.shape) for v in params]
+    for make in (lambda: Value(0.5), lambda: Value(min_value=-0.1, max_value=2.0), lambda: Norm(1.0),
+                 lambda: GlobalNorm(1.0), lambda: GlobalNorm(1.0, norm_type=1), lambda: Adaptive(0.05),
+                 lambda: AutoClip(50)):
+        expected = make()(grads, params)
+        g = _copy(grads)
+        ids = [id(a) for a in _arrays(g)]
+        res = make().clip(g, params, inplace=True)
+        assert [id(a) for a in _arrays(res.grads)] == ids  # the given arrays, written in place
+        _assert_same(g, expected)
+        changed = any(not np.array_equal(a, b) for a, b in zip(_arrays(g), _arrays(grads)))
+        assert res.acted == changed
+        np.testing.assert_allclose(res.norms_after, [np.linalg.norm(a) for a in _arrays(g)], rtol=1e-6)

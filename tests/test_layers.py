@@ -362,3 +362,76 @@ def test_bad_init_gain_alpha_activation():
 def test_make_activation_returns_fresh_layers(name):
     a, b = make_activation(name), make_activation(name)
     assert isinstance(a, ACTIVATIONS[name]) and a is not b
+
+
+# --------------------------------------------------------------------------------------
+# The plain formula functions (what the layer classes compute)
+# --------------------------------------------------------------------------------------
+
+from nnref.layers import (  # noqa: E402
+    leaky_relu_backward,
+    leaky_relu_forward,
+    linear_backward,
+    linear_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    tanh_backward,
+)
+
+
+def test_linear_formulas_worked_example():
+    x = np.array([[1.0, 2.0]])
+    W = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]])
+    b = np.array([0.5, -1.0, 0.0])
+    np.testing.assert_array_equal(linear_forward(x, W, b), [[5.5, 1.0, 0.0]])
+    g = np.array([[1.0, -1.0, 2.0]])
+    dx, dW, db = linear_backward(x, W, g)
+    np.testing.assert_array_equal(dx, [[1.0 - 2.0, 2.0 - 1.0 + 1.0]])  # g W^T
+    np.testing.assert_array_equal(dW, [[1.0, -1.0, 2.0], [2.0, -2.0, 4.0]])  # x^T g
+    np.testing.assert_array_equal(db, [1.0, -1.0, 2.0])
+    assert linear_backward(x, None, g)[0] is None  # no input gradient asked for
+
+
+@given(shape=shapes, out=widths, seed=seeds, dtype=st.sampled_from([np.float32, np.float64]))
+def test_layer_classes_compute_the_plain_formulas_bit_for_bit(shape, out, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    x_before = x.copy()
+    lin = Linear(shape[1], out, seed=seed, dtype=dtype)
+    lin.b = rng.standard_normal(out).astype(dtype)
+    y = lin.forward(x)
+    np.testing.assert_array_equal(y, linear_forward(x, lin.W, lin.b))
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = lin.backward(g)
+    for got, want in zip((dx, lin.dW, lin.db), linear_backward(x, lin.W, g)):
+        np.testing.assert_array_equal(got, want)
+    gx = rng.standard_normal(shape).astype(dtype)
+    for layer, fwd, bwd in [
+        (ReLU(), relu_forward(x), relu_backward(x, gx)),
+        (LeakyReLU(0.2), leaky_relu_forward(x, 0.2), leaky_relu_backward(x, gx, 0.2)),
+        (Tanh(), np.tanh(x), tanh_backward(np.tanh(x), gx)),
+        (Sigmoid(), stable_sigmoid(x), sigmoid_backward(stable_sigmoid(x), gx)),
+    ]:
+        np.testing.assert_array_equal(layer.forward(x), fwd)
+        np.testing.assert_array_equal(layer.backward(gx), bwd)
+    np.testing.assert_array_equal(x, x_before)  # functional: the input is never modified
+
+
+@given(x=float_arrays(shapes, elements=grid_values), alpha=st.floats(0.0, 5.0), seed=seeds)
+def test_leaky_relu_formula_slopes_for_any_alpha(x, alpha, seed):
+    # dx = g where x > 0, alpha g elsewhere (alpha > 1 included)
+    g = np.random.default_rng(seed).standard_normal(x.shape)
+    dx = leaky_relu_backward(x, g, alpha)
+    np.testing.assert_array_equal(dx[x > 0], g[x > 0])
+    np.testing.assert_array_equal(dx[x <= 0], alpha * g[x <= 0])
+    np.testing.assert_array_equal(leaky_relu_forward(x, alpha)[x <= 0], alpha * x[x <= 0])
+
+
+@given(y=float_arrays(shapes, elements=st.floats(0.0, 1.0)), seed=seeds)
+def test_sigmoid_and_tanh_backward_formulas_worked_values(y, seed):
+    g = np.random.default_rng(seed).standard_normal(y.shape)
+    np.testing.assert_array_equal(sigmoid_backward(y, g), g * y * (1 - y))
+    np.testing.assert_array_equal(tanh_backward(y, g), g * (1 - y * y))
+    assert sigmoid_backward(np.array(0.5), np.array(1.0)) == 0.25  # sigma'(0) = 1/4
+    assert tanh_backward(np.array(0.0), np.array(2.0)) == 2.0  # tanh'(0) = 1

@@ -307,3 +307,32 @@ def test_confident_rows_keep_float32_accuracy():
     assert abs(log_softmax(z)[0, 1] - exact) <= 2 * np.finfo(np.float32).eps
     _, d = softmax_cross_entropy(z, np.array([0, 1]))
     assert np.all(np.abs(d.sum(axis=1)) < 1e-7)
+
+
+# --------------------------------------------------------------------------------------
+# The plain formula function
+# --------------------------------------------------------------------------------------
+
+from nnref.losses import cross_entropy_loss_and_grad  # noqa: E402
+
+
+@given(z=float_arrays(st.tuples(batch_sizes, st.integers(2, 12))), seed=seeds,
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_checked_cross_entropy_is_the_plain_formula_bit_for_bit(z, seed, dtype):
+    z = z.astype(dtype)
+    labels = np.random.default_rng(seed).integers(0, z.shape[1], z.shape[0])
+    z_before = z.copy()
+    loss, grad = cross_entropy_loss_and_grad(z, labels)
+    loss2, grad2 = softmax_cross_entropy(z, labels)
+    assert loss == loss2 and grad.dtype == dtype
+    np.testing.assert_array_equal(grad, grad2)
+    np.testing.assert_array_equal(z, z_before)  # the logits are not modified
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-6)  # rows of p - y sum to 0
+
+
+def test_cross_entropy_formula_worked_example():
+    # equal logits: p = 1/C everywhere, loss = log C, dlogits = (1/C - onehot) / B
+    loss, grad = cross_entropy_loss_and_grad(np.zeros((2, 4)), np.array([1, 3]))
+    assert loss == pytest.approx(np.log(4), rel=1e-15)
+    np.testing.assert_allclose(grad, [[0.125, -0.375, 0.125, 0.125], [0.125, 0.125, 0.125, -0.375]],
+                               rtol=1e-15)

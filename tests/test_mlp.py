@@ -385,3 +385,27 @@ def test_repr_states_architecture():
     assert repr(MLP([4, 3, 2], activation="tanh")) == (
         "MLP([4, 3, 2], activation='tanh', dtype=float32, n_params=23)"
     )
+
+
+def test_astype_refuses_integers_and_leaves_no_stale_cache():
+    model = MLP([3, 4, 2], seed=0)
+    model.loss_and_grads(np.ones((2, 3)), np.array([0, 1]))
+    m64 = model.astype(np.float64)
+    assert m64.dtype == np.float64 and all(v.dtype == np.float64 for v in m64.params.values())
+    with pytest.raises(RuntimeError, match="no gradients yet"):
+        m64.grads  # gradients of the old dtype were not carried over
+    np.testing.assert_array_equal(m64.params["W1"], model.params["W1"].astype(np.float64))
+    with pytest.raises(TypeError, match="dtype: expected float16, float32 or float64, got int32"):
+        model.astype(np.int32)
+
+
+def test_inputs_checked_block_skips_the_checks_and_restores_them():
+    model = MLP([3, 2], seed=0)
+    x = np.ones((2, 3))
+    with model.inputs_checked():
+        np.testing.assert_array_equal(model.forward(x), MLP([3, 2], seed=0).forward(x))
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        model.forward(np.full((2, 3), np.nan))  # checked again after the block
+    with pytest.raises(ValueError, match="x: expected values within the model's float32 range"):
+        model.check_input(np.full((1, 3), 1e39))
+    assert model.check_input(np.full((1, 3), 1e38)).dtype == np.float32

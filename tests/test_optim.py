@@ -245,3 +245,90 @@ def test_bad_step_arguments(opt):
         opt.step([np.zeros(3)], [np.zeros(3)])
     # nothing was updated by the failed calls
     assert not np.any(p["W1"]) and not np.any(p["b1"]) and opt.t == 0
+
+
+# --------------------------------------------------------------------------------------
+# The plain update rules, and the in-place optimizers that apply them
+# --------------------------------------------------------------------------------------
+
+from nnref.optim import adam_update, sgd_update  # noqa: E402
+from strategies import seeds  # noqa: E402
+
+
+def test_sgd_update_worked_example():
+    # momentum 0.9, lr 0.1: buf = g1, then 0.9 g1 + g2; p moves by lr * buf
+    p, g1, g2 = np.array(P0), np.array(GRADS[0]), np.array(GRADS[1])
+    p1, buf = sgd_update(p, g1, None, 0.1, momentum=0.9)
+    np.testing.assert_array_equal(buf, g1)
+    np.testing.assert_allclose(p1, [0.95, -1.9], rtol=1e-15)
+    p2, buf2 = sgd_update(p1, g2, buf, 0.1, momentum=0.9)
+    np.testing.assert_allclose(buf2, [1.45, 1.1], rtol=1e-15)
+    np.testing.assert_allclose(p2, [0.805, -2.01], rtol=1e-15)
+    assert sgd_update(p, g1, None, 0.1)[1] is None  # no buffer without momentum
+    np.testing.assert_array_equal(p, P0)  # inputs untouched
+
+
+def test_adam_update_first_step_moves_by_lr():
+    p, g = np.array([1.0, -2.0]), np.array([0.5, -1.0])
+    p1, m, v = adam_update(p, g, np.zeros(2), np.zeros(2), 1, lr=0.1)
+    np.testing.assert_allclose(m, 0.1 * g, rtol=1e-15)
+    np.testing.assert_allclose(v, 0.001 * g * g, rtol=1e-15)
+    np.testing.assert_allclose(p1, p - 0.1 * np.sign(g), rtol=1e-7)  # m_hat / sqrt(v_hat) = sign g
+
+
+settings_sgd = st.fixed_dictionaries({
+    "momentum": st.sampled_from([0.0, 0.5, 0.9]), "dampening": st.sampled_from([0.0, 0.1]),
+    "nesterov": st.booleans(), "weight_decay": st.sampled_from([0.0, 0.01])})
+
+
+@given(n=widths, seed=seeds, dtype=st.sampled_from([np.float32, np.float64]), kw=settings_sgd)
+def test_sgd_class_applies_sgd_update_bit_for_bit(n, seed, dtype, kw):
+    if kw["nesterov"] and (kw["momentum"] == 0 or kw["dampening"] != 0):
+        kw = dict(kw, nesterov=False)
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(n).astype(dtype)
+    ref, buf = p.copy(), None
+    opt = SGD(0.1, **kw)
+    for _ in range(3):
+        g = rng.standard_normal(n).astype(dtype)
+        g_before = g.copy()
+        ref_before = ref.copy()
+        ref, buf = sgd_update(ref, g, buf, 0.1, **kw)
+        opt.step({"w": p}, {"w": g})
+        np.testing.assert_array_equal(p, ref)
+        np.testing.assert_array_equal(g, g_before)
+        assert ref is not ref_before
+    if kw["momentum"]:
+        np.testing.assert_array_equal(opt.state["w"]["momentum_buffer"], buf)
+
+
+@given(n=widths, seed=seeds, dtype=st.sampled_from([np.float32, np.float64]),
+       wd=st.sampled_from([0.0, 0.01]), betas=st.sampled_from([(0.9, 0.999), (0.5, 0.9)]))
+def test_adam_class_applies_adam_update_bit_for_bit(n, seed, dtype, wd, betas):
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(n).astype(dtype)
+    ref, m, v = p.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    opt = Adam(0.01, betas=betas, weight_decay=wd)
+    for t in range(1, 4):
+        g = rng.standard_normal(n).astype(dtype)
+        ref, m, v = adam_update(ref, g, m, v, t, 0.01, betas[0], betas[1], 1e-8, wd)
+        opt.step({"w": p}, {"w": g})
+        np.testing.assert_array_equal(p, ref)
+    st_ = opt.state["w"]
+    assert st_["step"] == 3
+    np.testing.assert_array_equal(st_["exp_avg"], m)
+    np.testing.assert_array_equal(st_["exp_avg_sq"], v)
+
+
+def test_optimizer_state_is_created_once_and_updated_in_place():
+    p = {"w": np.ones(3)}
+    opt = Adam()
+    opt.step(p, {"w": np.ones(3)})
+    m = opt.state["w"]["exp_avg"]
+    opt.step(p, {"w": np.ones(3)})
+    assert opt.state["w"]["exp_avg"] is m  # same array, updated in place
+    sgd = SGD(0.1, momentum=0.9)
+    sgd.step(p, {"w": np.ones(3)})
+    buf = sgd.state["w"]["momentum_buffer"]
+    sgd.step(p, {"w": np.ones(3)})
+    assert sgd.state["w"]["momentum_buffer"] is buf

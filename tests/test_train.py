@@ -280,3 +280,129 @@ def test_bad_fit_arguments():
         with pytest.raises(exc, match=match):
             fit(model, opt, args.pop("x"), args.pop("y"), **args)
     assert opt.t == 0  # every check happens before the first step
+
+
+# --------------------------------------------------------------------------------------
+# Bad or extreme input across the training API: the call, the exception, the message
+# --------------------------------------------------------------------------------------
+
+from nnref import clip  # noqa: E402
+from nnref.gradcheck import check_gradients  # noqa: E402
+from nnref.layers import Linear, init_weight, make_activation  # noqa: E402
+from nnref.train import train_step  # noqa: E402
+
+
+def _bad_input_cases(tmp_path):
+    x, y = small_problem()
+    m = MLP([4, 5, 3])
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.ones(3))
+    nan_file = tmp_path / "nan.npz"
+    bad = MLP([4, 5, 3])
+    bad.save(nan_file)
+    with np.load(nan_file) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["W1"] = arrays["W1"].copy()
+    arrays["W1"][0, 0] = np.nan
+    np.savez(nan_file, **arrays)
+    nan_params = {k: v.copy() for k, v in m.params.items()}
+    nan_params["b2"][1] = np.nan
+    fit_args = dict(epochs=1, batch_size=10, verbose=False)
+    return [
+        (lambda: MLP([4, 3], seed=-1), ValueError, "seed: expected a non-negative integer.*got -1"),
+        (lambda: MLP([4, 3], dtype="bogus"), TypeError, "dtype: expected float16, float32 or float64, got 'bogus'"),
+        (lambda: MLP([4, 3, 2], activation=["relu"]), ValueError, r"activation: expected one of .*got \['relu'\]"),
+        (lambda: MLP([4, 3], init=["he"]), ValueError, r"init: expected one of .*got \['he'\]"),
+        (lambda: Linear(2, 2, seed=-3), ValueError, "seed: expected a non-negative"),
+        (lambda: init_weight("he", 2, 2, rng=-1), ValueError, "seed"),
+        (lambda: m.astype(np.int32), TypeError, "dtype: expected float16, float32 or float64, got int32"),
+        (lambda: m.astype("bogus"), TypeError, "dtype: expected float16"),
+        (lambda: m.set_params(nan_params), ValueError, r"params\['b2'\]: expected finite values, got 1 NaN"),
+        (lambda: m.set_params([1, 2]), TypeError, "params: expected a dict"),
+        (lambda: MLP.load(3), TypeError, "path: expected a file path"),
+        (lambda: MLP.load(npy), ValueError, r"array\.npy: a \.npy array file"),
+        (lambda: MLP.load(nan_file), ValueError, "parameter 'W1' holds NaN"),
+        (lambda: m.predict(np.full((2, 4), 1e300)), ValueError, "x: expected values within the model's float32 range"),
+        (lambda: m.forward(np.full((1, 4), -1e300)), ValueError, "float32 range"),
+        (lambda: fit(None, SGD(0.1), x, y, **fit_args), TypeError, "model: expected an nnref.mlp.MLP, got NoneType"),
+        (lambda: fit(m, None, x, y, **fit_args), TypeError, "optimizer: expected an optimizer with a step"),
+        (lambda: fit(m, SGD(0.1), x, y, seed=-1, **fit_args), ValueError, "seed: expected a non-negative"),
+        (lambda: fit(m, SGD(0.1), x, y, loss="hinge", **fit_args), ValueError, "loss: expected one of"),
+        (lambda: fit(m, SGD(0.1), np.full((50, 4), 1e300), y, **fit_args), ValueError, "x: expected values within"),
+        (lambda: fit(m, SGD(0.1), x, y, validation=(np.full((2, 4), 1e300), y[:2]), **fit_args),
+         ValueError, r"validation\[0\]: expected values within"),
+        (lambda: evaluate(None, x, y), TypeError, "model: expected an nnref.mlp.MLP"),
+        (lambda: evaluate(m, x, y + 3), ValueError, r"y: expected values in \[0, 2\]"),
+        (lambda: evaluate(m, x, y, loss="bogus"), ValueError, "loss: expected one of"),
+        (lambda: data.train_test_split(x, y, seed=-1), ValueError, "seed: expected a non-negative"),
+        (lambda: clip.global_norm([np.array([1.5e308, 1.5e308])]), ValueError, "exceeds the float64 range"),
+        (lambda: Linear(2, 2, dtype=np.int32), TypeError, "dtype: expected float16, float32 or float64, got int32"),
+        (lambda: make_activation(["relu"]), ValueError, "activation: expected one of"),
+        (lambda: fit(m, SGD(0.1), x, y, out=3, **fit_args), TypeError, "out: expected a text stream"),
+        (lambda: clip.GlobalNorm(1.0)([np.ones(2)], total_norm="1"), TypeError, "total_norm: expected a number"),
+        (lambda: check_gradients(None, x, y), TypeError, "model: expected an nnref.mlp.MLP"),
+        (lambda: check_gradients(m, x[:, :2], y), ValueError, "x: expected 4 features"),
+    ]
+
+
+def test_bad_input_table(tmp_path):
+    for call, exc, match in _bad_input_cases(tmp_path):
+        with pytest.raises(exc, match=match):
+            call()
+
+
+def test_fit_refuses_a_transform_result_with_nan_before_applying_it():
+    x, y = small_problem()
+    model = MLP([4, 5, 3])
+    before = {k: v.copy() for k, v in model.params.items()}
+
+    def poison(g, p):
+        out = {k: v.copy() for k, v in g.items()}
+        out["W2"][0, 0] = np.nan
+        return out
+
+    opt = SGD(0.1)
+    with pytest.raises(ValueError, match=r"grad_transform: returned grads\['W2'\] \(not applied\): expected finite"):
+        fit(model, opt, x, y, epochs=1, batch_size=10, grad_transform=poison, verbose=False)
+    assert opt.t == 0
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_nan_gradients_stop_fit_before_the_optimizer_step():
+    x, y = small_problem()
+    model = MLP([4, 5, 3])
+    model.linears[1].W[0, 0] = np.nan  # a corrupted weight: NaN logits, NaN gradients
+    before = {k: v.copy() for k, v in model.params.items()}
+    opt = Adam()
+    with np.errstate(invalid="ignore"):
+        h = fit(model, opt, x, y, epochs=3, batch_size=10, verbose=False)
+    assert h.diverged and h.n_steps == 1 and opt.t == 0
+    for k, v in model.params.items():  # no step applied: nothing else became NaN
+        np.testing.assert_array_equal(v, before[k])
+    step = train_step(model, opt, x[:10], y[:10])
+    assert not step.stepped and opt.t == 0
+
+
+def test_train_step_records_the_clippers_norms_and_clips_in_place():
+    x, y = small_problem()
+    model = MLP([4, 5, 3])
+    opt = SGD(0.1)
+    clipper = clip.GlobalNorm(1e-3)
+    step = train_step(model, opt, x[:10], y[:10], grad_transform=clipper)
+    assert step.stepped and step.clip.acted and opt.t == 1
+    assert step.clip is clipper.last_result
+    assert step.clip.total_norm_after == pytest.approx(1e-3, rel=1e-5)
+    for k, g in model.grads.items():  # the model's own gradient arrays were clipped
+        assert g is step.clip.grads[k]
+
+
+def test_input_is_checked_once_per_fit_not_per_batch(monkeypatch):
+    from nnref import _checks
+
+    calls = []
+    real = _checks.check_finite
+    monkeypatch.setattr(_checks, "check_finite", lambda a, name: calls.append(name) or real(a, name))
+    x, y = small_problem()
+    h = fit(MLP([4, 5, 3]), SGD(0.1), x, y, epochs=2, batch_size=5, verbose=False)
+    assert h.n_steps == 20 and calls == ["x"]
