@@ -58,13 +58,6 @@ DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa2
 _DIGITS_SHAPE = (1797, 65)  # 64 pixels then the label
 
 
-def _rng(seed) -> np.random.Generator:
-    """``as_rng(seed)`` after refusing a negative seed (numpy's own message names no argument)."""
-    if isinstance(seed, (numbers.Integral, np.integer)) and not isinstance(seed, bool) and seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, None or a numpy.random.Generator, got {int(seed)}")
-    return as_rng(seed)
-
-
 def _check_float_dtype(dtype, name: str) -> np.dtype:
     """Return ``np.dtype(dtype)`` after checking it is a floating dtype (TypeError naming ``name``)."""
     try:
@@ -250,7 +243,7 @@ def train_test_split(
             f"= {n_test} in the test set and leaves the training set empty; expected both "
             f"parts non-empty (n >= 2 and a smaller fraction)"
         )
-    rng = _rng(seed)
+    rng = as_rng(seed)
 
     is_test = np.zeros(n, dtype=bool)
     if stratify:
@@ -329,7 +322,7 @@ def make_spirals(
     k = check_int_in_range(n_classes, "n_classes", 1, 2**31 - 1)
     noise = check_nonnegative(noise, "noise")
     dt = _check_float_dtype(dtype, "dtype")
-    rng = _rng(seed)
+    rng = as_rng(seed)
     r = np.linspace(0.0, 1.0, n)  # (N,)
     offset = 2.0 * np.pi * np.arange(k) / k  # (K,)
     eps = rng.standard_normal((k, n))  # drawn even when noise = 0: same stream for any noise

@@ -399,7 +399,16 @@ class SharedWeightMLP:
         self._rebuild()
         return self.model.copy()
 
+    def check_input(self, x, name: str = "x") -> np.ndarray:
+        """The wrapped model's input check (:meth:`nnref.mlp.MLP.check_input`)."""
+        return self.model.check_input(x, name)
+
+    def inputs_checked(self):
+        """The wrapped model's block of trusted inputs (:meth:`nnref.mlp.MLP.inputs_checked`)."""
+        return self.model.inputs_checked()
+
     def forward(self, x) -> np.ndarray:
+        """Logits of the model with the current shared weights."""
         self._rebuild()
         return self.model.forward(x)
 

@@ -241,10 +241,20 @@ def _evaluate(model, x: np.ndarray, y: np.ndarray, loss: str, batch_size: int = 
     return total / n, acc
 
 
+#: What fit and evaluate use of a model: an MLP has all of it; a wrapper such as
+#: :class:`nnref.prune.SharedWeightMLP` provides the same.
+MODEL_PROTOCOL = ("params", "forward", "loss_and_grads", "check_input", "inputs_checked",
+                  "in_features", "n_outputs", "dtype")
+
+
 def _check_model(model) -> MLP:
-    """``model`` after checking it is an :class:`~nnref.mlp.MLP` (or a subclass)."""
-    if not isinstance(model, MLP):
-        raise TypeError(f"model: expected an nnref.mlp.MLP, got {describe(model)}")
+    """``model`` after checking it is an :class:`~nnref.mlp.MLP` or has :data:`MODEL_PROTOCOL`."""
+    if isinstance(model, MLP):
+        return model
+    missing = [name for name in MODEL_PROTOCOL if not hasattr(model, name)]
+    if missing:
+        raise TypeError(f"model: expected an nnref.mlp.MLP (or a model with {', '.join(MODEL_PROTOCOL)}), "
+                        f"got {describe(model)}, which lacks {', '.join(missing)}")
     return model
 
 
