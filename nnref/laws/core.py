@@ -176,7 +176,8 @@ class _Raised(Exception):
 def _guard(fn: Callable) -> Callable:
     def guarded(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with np.errstate(all="ignore"):  # a wrong function's NaN warnings are not the report
+                return fn(*args, **kwargs)
         except Exception as exc:  # any exception of a student's function is a failed law
             raise _Raised(exc) from exc
 
@@ -210,13 +211,42 @@ def _settings(max_examples: int) -> settings:
     )
 
 
-def run_law(fn: Callable, law: Law, max_examples: int | None = None) -> LawResult:
-    """Search for a case where ``fn`` breaks ``law``; the shrunk one if found."""
+class _ShrinkBudgetSpent(Exception):
+    """Stops hypothesis's shrinking after a fixed number of calls (the best case so far stays)."""
+
+
+SHRINK_CALLS = 150
+"""Calls allowed after the first failure to shrink the counterexample (keeps a wrong
+function's report fast; the case reported is the smallest failing one found by then)."""
+
+
+def run_law(fn: Callable, law: Law, max_examples: int | None = None, shrink_calls: int = SHRINK_CALLS) -> LawResult:
+    """Search for a case where ``fn`` breaks ``law``; the shrunk one if found.
+
+    ``shrink_calls`` bounds the calls spent shrinking after the first failure (0: report
+    the first failing case as found).
+    """
     n = law.max_examples if max_examples is None or law.max_examples == 1 else max(1, int(max_examples))
+    state = {"failed": None, "calls_after": 0}
+
+    def fails(case: dict) -> bool:
+        if state["failed"] is not None:
+            state["calls_after"] += 1
+            if state["calls_after"] > shrink_calls:
+                raise _ShrinkBudgetSpent
+        result = _outcome(fn, law, case)
+        if result is not None:
+            state["failed"] = result
+        return result is not None
+
     try:
-        found = find(law.cases, lambda case: _outcome(fn, law, case) is not None, settings=_settings(n))
+        found = find(law.cases, fails, settings=_settings(n))
     except (NoSuchExample, Unsatisfiable):
         return LawResult(law.name, law.statement, True)
+    except Exception:  # the shrink budget spent (hypothesis may wrap it as a flaky failure)
+        if state["failed"] is None:
+            raise
+        return state["failed"]
     result = _outcome(fn, law, found)
     if result is None:  # flaky function (passes on a second call): report the case anyway
         return LawResult(law.name, law.statement, False, copy.deepcopy(found),
@@ -224,9 +254,19 @@ def run_law(fn: Callable, law: Law, max_examples: int | None = None) -> LawResul
     return result
 
 
-def run_exercise(exercise: Exercise, fn: Callable, max_examples: int | None = None) -> Report:
-    """Run every law of ``exercise`` on ``fn``; never raises for a wrong ``fn``."""
+def run_exercise(exercise: Exercise, fn: Callable, max_examples: int | None = None,
+                 shrink_calls: int = SHRINK_CALLS, stop_at_first_failure: bool = False) -> Report:
+    """Run every law of ``exercise`` on ``fn``; never raises for a wrong ``fn``.
+
+    ``stop_at_first_failure`` leaves out the laws after the first that fails (for quick
+    screening, e.g. of a catalogue of wrong implementations).
+    """
     if not callable(fn):
         results = [LawResult(law.name, law.statement, False, message=f"not callable: {fn!r}") for law in exercise.laws]
         return Report(exercise.name, results)
-    return Report(exercise.name, [run_law(fn, law, max_examples) for law in exercise.laws])
+    results = []
+    for law in exercise.laws:
+        results.append(run_law(fn, law, max_examples, shrink_calls))
+        if stop_at_first_failure and not results[-1].passed:
+            break
+    return Report(exercise.name, results)

@@ -151,7 +151,9 @@ def _mbqm_laws(rounding: str, worked_cases) -> tuple:
 
 def mbqm_single_laws() -> tuple:
     q = {"x": np.array([5, -5, 3, -3], dtype=np.int32), "m0": 2**30, "shift": -1}
-    return _mbqm_laws("single", [("x / 4 with one rounding: 1.25 -> 1, -1.25 -> -1, 0.75 -> 1, -0.75 -> -1", q)])
+    ties = {"x": np.array([1, -1, 3, -3], dtype=np.int32), "m0": 2**30, "shift": 0}
+    return _mbqm_laws("single", [("x / 4 with one rounding: 1.25 -> 1, -1.25 -> -1, 0.75 -> 1, -0.75 -> -1", q),
+                                 ("ties go toward +infinity: x / 2 = 0.5, -0.5, 1.5, -1.5 -> 1, 0, 2, -1", ties)])
 
 
 def mbqm_double_laws() -> tuple:
@@ -167,7 +169,8 @@ def _requant_cases(draw):
     acc = np.stack([_int32s(draw, n, -(2**24), 2**24) for _ in range(rows)])
     per_channel = draw(st.booleans())
     m0s = st.one_of(st.just(2**30), st.integers(2**30, 2**31 - 1))
-    shifts = st.integers(-20, 0)
+    # mostly outputs inside int8; small shifts with m0 = 2^30 make the two roundings differ
+    shifts = st.one_of(st.integers(-24, -16), st.integers(-4, -1), st.integers(-31, 0))
     m0 = np.array(draw(st.lists(m0s, min_size=n, max_size=n)), np.int64) if per_channel else draw(m0s)
     shift = np.array(draw(st.lists(shifts, min_size=n, max_size=n)), np.int64) if per_channel else draw(shifts)
     zp = draw(st.integers(-128, 127))
@@ -193,6 +196,9 @@ def requantize_laws() -> tuple:
         Law("contract", "clip(MBQM(acc) + zero point, act_min, act_max) -> int8, both roundings, per tensor "
             "or per channel", _requant_cases(), _verify_requant, 50),
         worked("a fused ReLU is the clamp at the zero point", relu, _verify_requant),
+        worked("double rounding: 5 / 4 -> 2, -5 / 4 -> -2 (single rounding gives 1, -1)",
+               {"acc": np.array([[5, -5]], dtype=np.int32), "m0": 2**30, "shift": -1, "out_zero_point": 0,
+                "act_min": -128, "act_max": 127, "rounding": "double"}, _verify_requant),
         unchanged_law(_requant_cases(), lambda fn, c: fn(c["acc"], c["m0"], c["shift"], c["out_zero_point"],
                                                          c["act_min"], c["act_max"], rounding=c["rounding"])),
     )
@@ -238,9 +244,14 @@ def _linear_cases(draw):
     n = mm["b"].shape[1]
     per_channel = draw(st.booleans())
     sym = draw(st.booleans())  # TFLite's weights are symmetric: zero point 0
-    bias = np.array(draw(st.lists(st.integers(-(2**20), 2**20), min_size=n, max_size=n)), np.int32)
+    bias = np.array(draw(st.lists(st.integers(-(2**14), 2**14), min_size=n, max_size=n)), np.int32)
     m0 = rq["m0"] if np.ndim(rq["m0"]) == 0 else np.resize(rq["m0"], n)
-    shift = rq["shift"] if np.ndim(rq["shift"]) == 0 else np.resize(rq["shift"], n)
+    # a multiplier that maps the largest possible accumulator to about 64-128, so the outputs
+    # are mostly inside int8 and not all saturated
+    bound = mm["a"].shape[1] * 255 * 255 + 2**14
+    base = 7 - int(bound).bit_length()
+    offsets = np.array(draw(st.lists(st.integers(-1, 3), min_size=n, max_size=n)), np.int64)
+    shift = base + (offsets if per_channel else int(offsets[0]))
     return {"x_q": mm["a"], "w_q": mm["b"], "bias_q": bias, "x_zero_point": mm["a_zero_point"],
             "w_zero_point": 0 if sym else (mm["b_zero_point"] if per_channel else int(np.ravel(mm["b_zero_point"])[0])),
             "m0": m0, "shift": shift, "out_zero_point": rq["out_zero_point"], "act_min": rq["act_min"],
@@ -302,6 +313,11 @@ def _rqf_cases(draw):
     mult = np.float32(draw(st.one_of(st.sampled_from([0.5, 0.25, 2.0**-7]), floats(1e-6, 0.1))))
     zp = draw(st.one_of(st.sampled_from([-3, 1, 0, 127]), st.integers(-128, 127)))
     lo = draw(st.sampled_from([-128, zp]))
+    if draw(st.booleans()):  # float32 products at or next to k + 1/2, inside the output range
+        a = draw(st.integers(1, 2**15))
+        mult = np.float32((draw(st.integers(0, 60)) + 0.5) / a)
+        acc = np.array([a * draw(st.sampled_from([1, -1])) for _ in range(n)], dtype=np.int32)
+        zp, lo = draw(st.integers(-60, 60)), -128
     return {"acc": acc, "multiplier": mult, "out_zero_point": zp, "act_min": lo, "act_max": 127, "dtype": np.int8}
 
 

@@ -45,11 +45,12 @@ def affine_oracle(mn: float, mx: float, qmin: int, qmax: int) -> tuple[float, in
 @st.composite
 def _range(draw, qmin: int, qmax: int):
     kind = draw(st.integers(0, 5))
-    if kind == 0:  # a (near-)tie of mn / scale: -(k + 1/2) steps, nudged by a few float32 ulps
-        s = float(np.float32(draw(floats(1e-4, 10.0))))
+    if kind == 0:  # mn / scale a tie in float64 but not with the float32 scale (or the reverse)
+        s32 = float(np.float32(draw(floats(1e-4, 10.0))))
+        s64 = s32 * (1 + draw(st.sampled_from([0.0, 1e-8, -1e-8, 2.5e-8, -2.5e-8])))  # float32(s64) == s32
         k = draw(st.integers(0, qmax - qmin - 1))
-        mn = -(k + 0.5) * s * (1 + draw(st.sampled_from([0.0, 1e-9, -1e-9, 3e-8, -3e-8, 1e-7, -1e-7])))
-        return mn, mn + s * (qmax - qmin)
+        mn = -(k + 0.5) * draw(st.sampled_from([s32, s64]))
+        return mn, mn + s64 * (qmax - qmin)
     if kind == 1:
         return draw(st.sampled_from([(0.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (2.0, 3.0), (-3.0, -2.0),
                                      (-1e-40, 1e-40), (-5e-324, 0.0)]))
@@ -167,6 +168,17 @@ def _quantize_cases(draw, ties_only: bool = False):
             "dtype": np.int16 if qmin < -128 else draw(st.sampled_from([np.int64, np.int32, np.int16]))}
 
 
+@st.composite
+def _near_tie_cases(draw):
+    case = draw(_quantize_cases(ties_only=True))
+    n = case["x"].shape[1]
+    scale = np.array([draw(floats(1e-3, 4.0)) for _ in range(n)], dtype=np.float32)
+    m = draw(arrays(case["x"].shape, -60.0, 60.0)).round()
+    case.update(x=((m + 0.5) * scale).astype(np.float32), scale=scale,
+                zero_point=np.resize(np.asarray(case["zero_point"]), n))
+    return case
+
+
 def _verify_quantize(fn, case):
     args = [case[k] for k in ("x", "scale", "zero_point", "qmin", "qmax")]
     got = fn(*args, rounding=case["rounding"], dtype=case["dtype"])
@@ -187,6 +199,8 @@ def quantize_laws() -> tuple:
             _quantize_cases(), _verify_quantize, 60),
         Law("ties", "exact ties x / scale = k + 1/2 round half to even or half away from zero, as asked",
             _quantize_cases(ties_only=True), _verify_quantize, 30),
+        Law("near ties", "x / scale within a float32 rounding of k + 1/2 rounds as the float32 quotient "
+            "does (not as float64, nor as x * (1 / scale))", _near_tie_cases(), _verify_quantize, 40),
         worked("float32 division: -8.288267 / 0.09365273 is -88.5 in float32 (-88.500003 in float64)",
                near, _verify_quantize),
         worked("the zero point is added after rounding: 0.5 + 1 -> 1 (half to even)", tie_zp, _verify_quantize),

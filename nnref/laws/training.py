@@ -43,7 +43,7 @@ def worked(name: str, case: dict, verify) -> Law:
 @st.composite
 def _linear_cases(draw):
     b, n_in = draw(shapes2(4, 5))
-    n_out = draw(st.integers(1, 5))
+    n_out = draw(st.one_of(st.just(n_in), st.integers(1, 5)))  # square layers hide transposes
     return {"x": draw(arrays((b, n_in))), "W": draw(arrays((n_in, n_out))), "grad_out": draw(arrays((b, n_out)))}
 
 
@@ -162,8 +162,8 @@ def _verify_derivative(fn, case, forward, name):
 def tanh_backward_laws() -> tuple:
     return (
         Law("formula", "dx = g (1 - y^2) in terms of the OUTPUT y", _output_cases(-1.0, 1.0), _verify_tanh, 30),
-        Law("derivative", "equals central differences of tanh", st.just({}),
-            lambda fn, c: _verify_derivative(fn, c, np.tanh, "tanh'"), 1),
+        worked("tanh' at five points equals central differences", {},
+               lambda fn, c: _verify_derivative(fn, c, np.tanh, "tanh'")),
         unchanged_law(_output_cases(-1.0, 1.0), lambda fn, c: fn(c["y"], c["grad_out"])),
     )
 
@@ -172,8 +172,8 @@ def sigmoid_backward_laws() -> tuple:
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731 - a one-line oracle
     return (
         Law("formula", "dx = g y (1 - y) in terms of the OUTPUT y", _output_cases(0.0, 1.0), _verify_sigmoid, 30),
-        Law("derivative", "equals central differences of the sigmoid", st.just({}),
-            lambda fn, c: _verify_derivative(fn, c, sig, "sigmoid'"), 1),
+        worked("sigmoid' at five points equals central differences", {},
+               lambda fn, c: _verify_derivative(fn, c, sig, "sigmoid'")),
         unchanged_law(_output_cases(0.0, 1.0), lambda fn, c: fn(c["y"], c["grad_out"])),
     )
 
