@@ -4,6 +4,9 @@
                                           the main job (see :mod:`nnref.pipeline`)
 ``python -m nnref train --dataset digits --hidden 64 32 --epochs 30 --seed 0 [--save m.npz]``
                                           train one MLP and print the test accuracy
+``python -m nnref exercises --out DIR``   student versions of the tutorials (.py, .ipynb)
+``python -m nnref check PATH``            grade a student's file or folder with the laws
+``python -m nnref notebooks``             regenerate tutorials/*.ipynb from the .py files
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+
+from . import course
 
 
 __all__ = ["main", "load_dataset"]
@@ -112,10 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download-mnist", help="download and verify the four MNIST IDX files")
     d.add_argument("directory")
     d.set_defaults(func=_download)
+
+    e = sub.add_parser("exercises", help="write the student versions of the tutorials (.py and .ipynb)")
+    course.add_exercises_arguments(e)
+    e.set_defaults(func=course.run_exercises)
+    c = sub.add_parser("check", help="grade a student's exercises with nnref's laws")
+    course.add_check_arguments(c)
+    c.set_defaults(func=course.run_check)
+    n = sub.add_parser("notebooks", help="regenerate tutorials/*.ipynb from the .py tutorials")
+    course.add_notebooks_arguments(n)
+    n.set_defaults(func=course.run_notebooks)
     return p
 
 
-COMMANDS = ("train", "download-mnist")
+COMMANDS = ("train", "download-mnist", "exercises", "check", "notebooks")
 
 
 def main(argv=None) -> int:

@@ -467,7 +467,61 @@ assert check_gradients(bug2, x, labels)["W1"] > 1e-2
 # *below* the broken ReLU, whose gradients flow through it, while `W2, b2, W3, b3`, above
 # it, stay near $10^{-9}$ (finite-difference rounding, as in section 3). Reading the errors
 # layer by layer localises the broken backward.
+
+# %% [markdown]
+# ## Graded exercises: write the backward passes and the loss gradient of this tutorial
 #
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `linear_backward`: section 2: `dx`, `dW`, `db` of $y = xW + b$
+# - `relu_backward`: section 4: the gradient passes where $x > 0$ (and not at $x = 0$)
+# - `leaky_relu_forward`: section 4: $y = x$ for $x > 0$, else $\alpha x$, for every $\alpha \ge 0$, also $\alpha > 1$
+# - `leaky_relu_backward`: section 4: slope 1 or $\alpha$
+# - `tanh_backward`: section 4: in terms of the output $y$
+# - `sigmoid_backward`: section 4: in terms of the output $y$
+# - `cross_entropy_loss_and_grad`: section 5: the mean loss and $(p - y)/B$, stable for large logits
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+linear_backward = laws.reference("linear_backward")
+
+# %% tags=["exercise"]
+relu_backward = laws.reference("relu_backward")
+
+# %% tags=["exercise"]
+leaky_relu_forward = laws.reference("leaky_relu_forward")
+
+# %% tags=["exercise"]
+leaky_relu_backward = laws.reference("leaky_relu_backward")
+
+# %% tags=["exercise"]
+tanh_backward = laws.reference("tanh_backward")
+
+# %% tags=["exercise"]
+sigmoid_backward = laws.reference("sigmoid_backward")
+
+# %% tags=["exercise"]
+cross_entropy_loss_and_grad = laws.reference("cross_entropy_loss_and_grad")
+
+# %%
+for exercise in (linear_backward, relu_backward, leaky_relu_forward, leaky_relu_backward, tanh_backward, sigmoid_backward, cross_entropy_loss_and_grad):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - A Linear layer $y = xW + b$ has backward $\partial L/\partial W = x^\top g$,

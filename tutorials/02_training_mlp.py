@@ -353,6 +353,39 @@ np.testing.assert_array_equal(loaded.forward(x_test), model.forward(x_test))
 print(f"loaded model: test accuracy {100 * loaded.accuracy(x_test, y_test):.2f}% (identical)")
 
 # %% [markdown]
+# ## Graded exercises: write the two optimizer updates of this tutorial, one parameter at a time
+#
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `sgd_update`: sections 4-5: PyTorch's SGD with momentum, dampening, Nesterov and weight decay (into the buffer); `buf` is `None` before the first step
+# - `adam_update`: section 6: PyTorch's Adam; `step` is this parameter's own step count $t \ge 1$
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+sgd_update = laws.reference("sgd_update")
+
+# %% tags=["exercise"]
+adam_update = laws.reference("adam_update")
+
+# %%
+for exercise in (sgd_update, adam_update):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - The digits (1,797 images of $8 \times 8$ pixels in $[0, 1]$) are split, stratified, into

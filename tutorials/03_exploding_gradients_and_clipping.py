@@ -452,7 +452,49 @@ print(f"with noise (sigma = 1, seeded): global norm {clip.global_norm(noisy):.4f
 # explicit `rng` (a seed or a `Generator`), never a hidden default. Its standard deviation
 # after the division, $\sigma C / B$ per entry, is why DP-SGD uses large batches: with
 # $B = 8$ and about 1,250 parameters, the noise here is ten times the clipped gradient.
+
+# %% [markdown]
+# ## Graded exercises: write the clipping functions of section 5
 #
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `clip_grads_by_value`: clip every entry to `[min_value, max_value]`
+# - `clip_grad_by_norm`: TensorFlow's `clip_by_norm`
+# - `clip_grads_by_global_norm`: PyTorch's `clip_grad_norm_`, with its $\epsilon$ and the clamp at 1; the total norm exact also for float32 gradients whose squares under- or overflow
+# - `adaptive_clip_grad`: AGC, per output unit (columns of $W$, each bias entry its own unit)
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+clip_grads_by_value = laws.reference("clip_grads_by_value")
+
+# %% tags=["exercise"]
+clip_grad_by_norm = laws.reference("clip_grad_by_norm")
+
+# %% tags=["exercise"]
+clip_grads_by_global_norm = laws.reference("clip_grads_by_global_norm")
+
+# %% tags=["exercise"]
+adaptive_clip_grad = laws.reference("adaptive_clip_grad")
+
+# %%
+for exercise in (clip_grads_by_value, clip_grad_by_norm, clip_grads_by_global_norm, adaptive_clip_grad):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Gradient descent is stable only while learning rate times curvature stays below 2;

@@ -596,6 +596,51 @@ assert np.array_equal(grad_in, fq_layer.mask.astype(np.float32))
 # moving-average observer that follows them.
 
 # %% [markdown]
+# ## Graded exercises: write the maps between reals and integers of this tutorial
+#
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `affine_qparams`: section 2: scale and zero point (half to even at a tie, with the float32 scale)
+# - `symmetric_qparams`: section 6: TFLite's and PyTorch's symmetric scales
+# - `quantize_affine`: sections 3 and 5: both roundings, the quotient in float32
+# - `dequantize_affine`: section 3
+# - `fake_quantize_affine_backward`: section 10: the straight-through estimator
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+affine_qparams = laws.reference("affine_qparams")
+
+# %% tags=["exercise"]
+symmetric_qparams = laws.reference("symmetric_qparams")
+
+# %% tags=["exercise"]
+quantize_affine = laws.reference("quantize_affine")
+
+# %% tags=["exercise"]
+dequantize_affine = laws.reference("dequantize_affine")
+
+# %% tags=["exercise"]
+fake_quantize_affine_backward = laws.reference("fake_quantize_affine_backward")
+
+# %%
+for exercise in (affine_qparams, symmetric_qparams, quantize_affine, dequantize_affine, fake_quantize_affine_backward):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - A quantized tensor is integers plus a scale and a zero point: $r = s\,(q - z)$

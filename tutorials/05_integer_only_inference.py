@@ -582,6 +582,67 @@ fig
 plt.close("all")
 
 # %% [markdown]
+# ## Graded exercises: write the integer arithmetic of this tutorial
+#
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `srdhm`: section 7: gemmlowp's SaturatingRoundingDoublingHighMul (do not forget the saturation case)
+# - `rdbpot`: section 7: RoundingDivideByPOT, ties away from zero
+# - `mbqm_single`: section 7: TFLite's multiplier with one rounding
+# - `mbqm_double`: section 7: the same with two roundings
+# - `matmul_centred`: sections 3-4: the int32 accumulator with zero points
+# - `requantize_fixed_point`: section 8: multiply, add the zero point, clamp
+# - `linear_int8`: section 10: the int8 Linear layer, TFLite's order
+# - `qlinear_multiplier`: section 12: onnxruntime's float32 multiplier (the order of the operations matters)
+# - `requantize_float`: section 12: onnxruntime's float requantization
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+srdhm = laws.reference("srdhm")
+
+# %% tags=["exercise"]
+rdbpot = laws.reference("rdbpot")
+
+# %% tags=["exercise"]
+mbqm_single = laws.reference("mbqm_single")
+
+# %% tags=["exercise"]
+mbqm_double = laws.reference("mbqm_double")
+
+# %% tags=["exercise"]
+matmul_centred = laws.reference("matmul_centred")
+
+# %% tags=["exercise"]
+requantize_fixed_point = laws.reference("requantize_fixed_point")
+
+# %% tags=["exercise"]
+linear_int8 = laws.reference("linear_int8")
+
+# %% tags=["exercise"]
+qlinear_multiplier = laws.reference("qlinear_multiplier")
+
+# %% tags=["exercise"]
+requantize_float = laws.reference("requantize_float")
+
+# %%
+for exercise in (srdhm, rdbpot, mbqm_single, mbqm_double, matmul_centred, requantize_fixed_point, linear_int8, qlinear_multiplier, requantize_float):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - An int8 Linear layer is: $\text{acc} = \sum_k (x_q - z_x)\, w_q + b_q$ in int32, then
