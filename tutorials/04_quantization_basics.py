@@ -386,8 +386,10 @@ def accuracy_with_fake_quantized_weights(scheme) -> float:
     return m.accuracy(x_test, y_test)
 
 
-# The library does exactly this when it simulates weight quantization (tutorial 07):
-# prepare_qat with act_bits=None fake-quantizes the weights only.
+# A look ahead: the same fake quantization of the weights is what quantization-aware
+# training simulates in its forward pass (tutorial 07 explains `prepare_qat`, which wraps a
+# trained MLP so that its forward pass sees fake-quantized weights; with act_bits=None
+# the weights only). Here it only confirms that the library rounds as we did by hand.
 simulated = prepare_qat(model, weight_bits=4, act_bits=None).to_float(fake_quantized=True)
 for lin, sim in zip(model.linears, simulated.linears):
     by_hand = fake_quantize(lin.W, TFLITE_INT8_WEIGHTS.with_bits(4).for_tensor(lin.W), rounding="half_away")
@@ -410,8 +412,8 @@ for bits in (8, 4, 3):
 # $$\mathrm{SQNR} = 10\log_{10}\frac{A^2/3}{s^2/12} = 20 \log_{10}(2^b - 1) \approx 6.02\, b \text{ dB}.$$
 #
 # Real tensors are not uniform. Bell-shaped weights keep most values near 0 while the
-# symmetric grid must reach the rare extremes (and the narrow range spends a level on
-# each side), which costs a constant number of dB at every bit width: the same slope, a
+# symmetric grid must reach the rare extremes (and the narrow range gives up one level in
+# total, the lowest, $-2^{b-1}$), which costs a constant number of dB at every bit width: the same slope, a
 # lower line. Per-channel scales win some of it back. The ReLU outputs do as well as
 # uniform data: their many exact zeros cost nothing (0 is on the grid) and the affine grid
 # spends no levels on negative values.

@@ -173,7 +173,7 @@ assert abs(sim_before - ptq_acc[2]) <= 0.02
 # $\mathrm{FQ}$ is a staircase. Its derivative is 0 everywhere except at the steps, where
 # it does not exist. So the *true* gradient of the loss with respect to a latent weight is
 # zero: nudge the weight and, unless it crosses a rounding boundary, nothing the network
-# computes changes. We check it on one weight of layer 0 that is not the largest of its
+# computes changes. We check it on one weight of layer 1 (`W1`) that is not the largest of its
 # column (that one would also move the channel's scale):
 
 # %%
@@ -413,7 +413,7 @@ fig
 # %% [markdown]
 # ## 8. What QAT did to the 2-bit weights
 #
-# The histograms of tutorial 06, for layer 0 and the logits layer at 2 bits: on top the
+# The histograms of tutorial 06, for layer 1 and the logits layer (layer 2) at 2 bits: on top the
 # trained float weights and their ternary quantization (PTQ), below the latent weights
 # after QAT and theirs. Each is drawn in units of its own channel's step $s_c$, so the
 # grid is $\{-1, 0, 1\}$ for every channel.
@@ -441,7 +441,7 @@ plt.close("all")
 for i, (before, after) in enumerate(zip(ptq[2].layers, q2.layers)):
     moved = np.mean(before.w_q != after.w_q)
     step_change = np.max(np.abs(after.w_qparams.scale / before.w_qparams.scale - 1))
-    print(f"layer {i}: zeros {100 * np.mean(before.w_q == 0):.0f} % -> {100 * np.mean(after.w_q == 0):.0f} %, "
+    print(f"layer {i + 1}: zeros {100 * np.mean(before.w_q == 0):.0f} % -> {100 * np.mean(after.w_q == 0):.0f} %, "
           f"{100 * moved:.1f} % of the weights changed level, "
           f"channel steps s_c changed by up to {100 * step_change:.0f} %")
 
