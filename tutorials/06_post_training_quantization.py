@@ -144,7 +144,7 @@ qp_h1 = cal.outputs[0].qparams(TFLITE_INT8_ACTIVATIONS)
 qp_logits = cal.outputs[1].qparams(TFLITE_INT8_ACTIVATIONS)
 s_by_hand = np.float32((cal.outputs[0].max_val - 0.0) / 255)
 z_by_hand = -128 - round(cal.outputs[1].min_val / ((cal.outputs[1].max_val - cal.outputs[1].min_val) / 255))
-print("layer-0 output:", qp_h1, f"| by hand s = {s_by_hand:.10f}")
+print("layer-1 output:", qp_h1, f"| by hand s = {s_by_hand:.10f}")
 print("logits        :", qp_logits, f"| by hand z = {z_by_hand}")
 assert np.float32(qp_h1.scale) == s_by_hand and int(qp_h1.zero_point) == -128
 assert int(qp_logits.zero_point) == z_by_hand
@@ -461,7 +461,7 @@ fig
 plt.close(fig)
 for bits, qm in ((8, q8), (3, q3)):
     w_q = qm.layers[0].w_q
-    print(f"int{bits}: layer-0 weights use {len(np.unique(w_q))} distinct levels, "
+    print(f"int{bits}: layer-1 weights use {len(np.unique(w_q))} distinct levels, "
           f"{100 * np.mean(w_q == 0):.1f} % of them are 0")
 
 # %% [markdown]
@@ -530,7 +530,7 @@ assert q8.size_bytes() - size8.total == 74 * 8 + 2 * 8
 # %%
 w4 = q4.layers[0].w_q  # int8 array holding values in [-7, 7]
 packed = pack_int4(w4)
-print(f"layer-0 int4 weights: {w4.size} values in [{w4.min()}, {w4.max()}] "
+print(f"layer-1 int4 weights: {w4.size} values in [{w4.min()}, {w4.max()}] "
       f"-> {packed.size} bytes ({packed.dtype})")
 flat = w4.ravel()
 i = int(np.flatnonzero((flat[0::2] < 0) & (flat[1::2] > 0))[0])  # a byte with a negative and a positive value
