@@ -175,3 +175,11 @@ def test_notebook_is_valid_nbformat_and_keeps_code_and_text():
     code = course.notebook_code(nb)
     compile(code, "notebook", "exec")
     assert "import numpy as np" in code and "# %%" not in code
+
+
+def test_readme_course_mode_example_prints_what_it_shows(capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Course mode"):]
+    code, shown = re.search(r"```python\n(.*?)```\n\n```\n(.*?)```", section, flags=re.S).groups()
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown

@@ -44,7 +44,7 @@ def expect_close(received, expected, what: str, rtol: float = 1e-9, atol: float 
         ok = (np.abs(r64 - e64) <= atol + rtol * np.abs(e64)) | (r64 == e64) | (np.isnan(r64) & np.isnan(e64))
     if not np.all(ok):
         i = int(np.flatnonzero(~ok.ravel())[0]) if ok.ndim else 0
-        where = f" at index {np.unravel_index(i, ok.shape)}" if ok.ndim else ""
+        where = f" at index {tuple(int(j) for j in np.unravel_index(i, ok.shape))}" if ok.ndim else ""
         raise LawViolation(f"{what}: differs{where} (tolerance rtol={rtol:g}, atol={atol:g})", e, r)
     return r
 
@@ -58,7 +58,7 @@ def expect_equal(received, expected, what: str, dtype: bool = True) -> np.ndarra
         raise LawViolation(f"{what}: expected dtype {e.dtype}, got dtype {r.dtype}", e, r)
     if not np.array_equal(r, e, equal_nan=r.dtype.kind == "f" and e.dtype.kind == "f"):
         diff = np.flatnonzero((r != e).ravel()) if r.shape else np.array([0])
-        where = f" at index {np.unravel_index(int(diff[0]), r.shape)}" if r.ndim and diff.size else ""
+        where = f" at index {tuple(int(j) for j in np.unravel_index(int(diff[0]), r.shape))}" if r.ndim and diff.size else ""
         raise LawViolation(f"{what}: differs{where}", e, r)
     return r
 

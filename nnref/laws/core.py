@@ -156,7 +156,9 @@ def show(value: Any) -> str:
         if isinstance(value, dict):
             return ", ".join(f"{k}={show(v)}" for k, v in value.items())
         if isinstance(value, np.ndarray):
-            return f"np.{value.dtype}({np.array2string(value, separator=', ')})" if value.ndim else f"np.{value.dtype}({value!r})"
+            if value.ndim == 0:
+                return f"np.{value.dtype}({value.item()!r})"
+            return f"np.{value.dtype}({np.array2string(value, separator=', ')})"
         if isinstance(value, (list, tuple)):
             inner = ", ".join(show(v) for v in value)
             return f"[{inner}]" if isinstance(value, list) else f"({inner})"
