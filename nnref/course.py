@@ -65,8 +65,19 @@ class Cell:
 def parse_percent(text: str) -> tuple[str, list]:
     """Split a jupytext percent-format script into its header and its cells.
 
-    Markdown lines lose their leading ``# `` (``#`` alone is an empty line); leading and
-    trailing blank lines of each cell are dropped; ``tags=[...]`` after ``# %%`` is kept.
+    Parameters
+    ----------
+    text : str
+        The script: an optional ``# ---`` YAML header, then cells opened by ``# %%``
+        (code, optionally ``tags=["..."]``) or ``# %% [markdown]``.
+
+    Returns
+    -------
+    header : str
+        The header lines (empty if there is none).
+    cells : list of Cell
+        Markdown lines lose their leading ``# `` (``#`` alone is an empty line); leading
+        and trailing blank lines of each cell are dropped; tags are kept.
     """
     lines = text.splitlines()
     header = []
@@ -89,7 +100,24 @@ def _uncomment(line: str) -> str:
 
 
 def percent_to_notebook(text: str) -> dict:
-    """The ``.ipynb`` (nbformat 4.5) of a percent-format script, as a JSON-ready dict."""
+    """The notebook of a percent-format script.
+
+    Parameters
+    ----------
+    text : str
+        A jupytext percent-format script.
+
+    Returns
+    -------
+    dict
+        nbformat 4.5 JSON (cells with ids ``cell-000``, ...; code cells without outputs;
+        tags in each cell's metadata; a Python 3 kernelspec), ready for :func:`json.dumps`.
+
+    Notes
+    -----
+    Written with :mod:`json` only, so generating and opening the notebooks needs neither
+    jupytext nor nbformat.
+    """
     _, cells = parse_percent(text)
     out = []
     for i, cell in enumerate(cells):
@@ -110,7 +138,19 @@ def notebook_json(text: str) -> str:
 
 
 def notebook_code(nb: dict) -> str:
-    """The code cells of a notebook as one script (IPython magics and shell lines dropped)."""
+    """The code cells of a notebook as one script.
+
+    Parameters
+    ----------
+    nb : dict
+        A notebook as loaded by :func:`json.load`.
+
+    Returns
+    -------
+    str
+        The code cells joined by blank lines; IPython magics and shell lines (``%...``,
+        ``!...``) are dropped.
+    """
     chunks = []
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code":
@@ -129,7 +169,19 @@ def _default(value) -> str:
 
 
 def stub_source(name: str) -> str:
-    """``def name(...)`` with the reference's own signature and docstring, body ``raise NotImplementedError``."""
+    """The stub of an exercise, made from nnref's own function.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`nnref.laws.names`.
+
+    Returns
+    -------
+    str
+        ``def name(...)`` with the reference's parameters and defaults (annotations
+        dropped), its docstring, and the body ``raise NotImplementedError(...)``.
+    """
     fn = laws.reference(name)
     params = []
     for p in inspect.signature(fn).parameters.values():
@@ -142,7 +194,19 @@ def stub_source(name: str) -> str:
 
 
 def student_version(text: str) -> str:
-    """The tutorial with every exercise binding replaced by its stub (same cells otherwise)."""
+    """The student version of a tutorial.
+
+    Parameters
+    ----------
+    text : str
+        A tutorial in percent format.
+
+    Returns
+    -------
+    str
+        The same script with each ``name = laws.reference("name")`` line of a cell tagged
+        ``exercise`` replaced by :func:`stub_source` of ``name``; every other line as is.
+    """
     out, in_exercise = [], False
     for line in text.splitlines():
         m = _CELL.match(line)
@@ -162,7 +226,20 @@ def exercise_names(text: str) -> list:
 
 
 def write_exercises(out_dir, source_dir=None) -> list:
-    """Write the student version of every tutorial with exercises, as ``.py`` and ``.ipynb``."""
+    """Write the student version of every tutorial that has exercises.
+
+    Parameters
+    ----------
+    out_dir : path
+        Created if missing; ``NN_name.py`` and ``NN_name.ipynb`` are written into it.
+    source_dir : path, optional
+        The tutorials (default: :func:`tutorials_dir`).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     source_dir = Path(source_dir) if source_dir else tutorials_dir()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +257,18 @@ def write_exercises(out_dir, source_dir=None) -> list:
 
 
 def write_tutorial_notebooks(source_dir=None) -> list:
-    """Write ``NN_name.ipynb`` beside every tutorial ``NN_name.py`` (the committed notebooks)."""
+    """Write ``NN_name.ipynb`` beside every tutorial ``NN_name.py`` (the committed notebooks).
+
+    Parameters
+    ----------
+    source_dir : path, optional
+        The tutorials (default: :func:`tutorials_dir`).
+
+    Returns
+    -------
+    list of Path
+        The notebooks written.
+    """
     source_dir = Path(source_dir) if source_dir else tutorials_dir()
     written = []
     for path in sorted(source_dir.glob("[0-9][0-9]_*.py")):
@@ -255,7 +343,25 @@ def _definitions(tree: ast.Module, names: set) -> tuple[ast.Module, dict]:
 
 
 def grade_file(path, max_examples: int | None = None) -> list:
-    """Check every exercise defined in one student file; a :class:`Grade` per exercise."""
+    """Check every exercise defined in one student file.
+
+    Parameters
+    ----------
+    path : path
+        A ``.py`` or ``.ipynb`` file.
+    max_examples : int, optional
+        Passed to :func:`nnref.laws.check`.
+
+    Returns
+    -------
+    list of Grade
+        One per exercise function (or exercise binding) the file defines, in course order.
+
+    Notes
+    -----
+    Only the file's imports, function and class definitions, constant assignments and
+    exercise bindings run; its other statements (training, plotting) do not.
+    """
     path = Path(path)
     names = set(laws.names())
     try:

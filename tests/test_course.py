@@ -109,12 +109,18 @@ def test_student_version_changes_only_the_exercise_cells():
             assert (a.source == b.source) != ("exercise" in a.tags), a.source
 
 
-def test_student_version_runs_as_a_script(student_dir, tmp_path):
-    """Everything else runs as in the tutorial; the check cell reports the stubs."""
+def test_student_notebook_runs_top_to_bottom_from_its_folder(student_dir, tmp_path):
+    """Everything else runs as in the tutorial; the check cell reports the stubs. The
+    notebook's code cells run as one script, from the notebook's own folder."""
     env = dict(os.environ, MPLBACKEND="Agg", NNREF_FIGURES_DIR=str(tmp_path))
-    script = student_dir / TUTORIALS[0].name
-    proc = subprocess.run([sys.executable, str(script)], cwd=student_dir, env=env, capture_output=True,
-                          text=True, timeout=240)
+    nb = json.loads((student_dir / (TUTORIALS[0].stem + ".ipynb")).read_text())
+    script = student_dir / "notebook_cells.py"
+    script.write_text(course.notebook_code(nb))
+    try:
+        proc = subprocess.run([sys.executable, script.name], cwd=student_dir, env=env, capture_output=True,
+                              text=True, timeout=240)
+    finally:
+        script.unlink()
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "linear_backward: FAILED" in proc.stdout
     assert "NotImplementedError: linear_backward: write it" in proc.stdout

@@ -490,11 +490,13 @@ assert check_gradients(bug2, x, labels)["W1"] > 1e-2
 #
 # - `linear_backward`: section 2: `dx`, `dW`, `db` of $y = xW + b$
 # - `relu_backward`: section 4: the gradient passes where $x > 0$ (and not at $x = 0$)
-# - `leaky_relu_forward`: section 4: $y = x$ for $x > 0$, else $\alpha x$, for every $\alpha \ge 0$, also $\alpha > 1$
+# - `leaky_relu_forward`: section 4: $y = x$ for $x > 0$, else $\alpha x$, for every $\alpha
+#   \ge 0$, also $\alpha > 1$
 # - `leaky_relu_backward`: section 4: slope 1 or $\alpha$
 # - `tanh_backward`: section 4: in terms of the output $y$
 # - `sigmoid_backward`: section 4: in terms of the output $y$
-# - `cross_entropy_loss_and_grad`: section 5: the mean loss and $(p - y)/B$, stable for large logits
+# - `cross_entropy_loss_and_grad`: section 5: the mean loss and $(p - y)/B$, stable for
+#   large logits
 
 # %%
 from nnref import laws
@@ -521,7 +523,13 @@ sigmoid_backward = laws.reference("sigmoid_backward")
 cross_entropy_loss_and_grad = laws.reference("cross_entropy_loss_and_grad")
 
 # %%
-for exercise in (linear_backward, relu_backward, leaky_relu_forward, leaky_relu_backward, tanh_backward, sigmoid_backward, cross_entropy_loss_and_grad):
+for exercise in (linear_backward,
+                 relu_backward,
+                 leaky_relu_forward,
+                 leaky_relu_backward,
+                 tanh_backward,
+                 sigmoid_backward,
+                 cross_entropy_loss_and_grad):
     report = laws.check(exercise.__name__, exercise, max_examples=15)
     print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 

@@ -371,8 +371,10 @@ print(f"loaded model: test accuracy {100 * loaded.accuracy(x_test, y_test):.2f}%
 # one, with the expected and the received values) and reports passed, failed or not
 # attempted. The cell after the exercises runs the same checks here.
 #
-# - `sgd_update`: sections 4-5: PyTorch's SGD with momentum, dampening, Nesterov and weight decay (into the buffer); `buf` is `None` before the first step
-# - `adam_update`: section 6: PyTorch's Adam; `step` is this parameter's own step count $t \ge 1$
+# - `sgd_update`: sections 4-5: PyTorch's SGD with momentum, dampening, Nesterov and weight
+#   decay (into the buffer); `buf` is `None` before the first step
+# - `adam_update`: section 6: PyTorch's Adam; `step` is this parameter's own step count $t
+#   \ge 1$
 
 # %%
 from nnref import laws

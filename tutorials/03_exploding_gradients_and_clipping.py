@@ -489,8 +489,11 @@ print(f"with noise (sigma = 1, seeded): global norm {clip.global_norm(noisy):.4f
 #
 # - `clip_grads_by_value`: clip every entry to `[min_value, max_value]`
 # - `clip_grad_by_norm`: TensorFlow's `clip_by_norm`
-# - `clip_grads_by_global_norm`: PyTorch's `clip_grad_norm_`, with its $\epsilon$ and the clamp at 1; the total norm exact also for float32 gradients whose squares under- or overflow
-# - `adaptive_clip_grad`: AGC, per output unit (columns of $W$, each bias entry its own unit)
+# - `clip_grads_by_global_norm`: PyTorch's `clip_grad_norm_`, with its $\epsilon$ and the
+#   clamp at 1; the total norm exact also for float32 gradients whose squares under- or
+#   overflow
+# - `adaptive_clip_grad`: AGC, per output unit (columns of $W$, each bias entry its own
+#   unit)
 
 # %%
 from nnref import laws
@@ -508,7 +511,10 @@ clip_grads_by_global_norm = laws.reference("clip_grads_by_global_norm")
 adaptive_clip_grad = laws.reference("adaptive_clip_grad")
 
 # %%
-for exercise in (clip_grads_by_value, clip_grad_by_norm, clip_grads_by_global_norm, adaptive_clip_grad):
+for exercise in (clip_grads_by_value,
+                 clip_grad_by_norm,
+                 clip_grads_by_global_norm,
+                 adaptive_clip_grad):
     report = laws.check(exercise.__name__, exercise, max_examples=15)
     print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 

@@ -613,7 +613,8 @@ assert np.array_equal(grad_in, fq_layer.mask.astype(np.float32))
 # one, with the expected and the received values) and reports passed, failed or not
 # attempted. The cell after the exercises runs the same checks here.
 #
-# - `affine_qparams`: section 2: scale and zero point (half to even at a tie, with the float32 scale)
+# - `affine_qparams`: section 2: scale and zero point (half to even at a tie, with the
+#   float32 scale)
 # - `symmetric_qparams`: section 6: TFLite's and PyTorch's symmetric scales
 # - `quantize_affine`: sections 3 and 5: both roundings, the quotient in float32
 # - `dequantize_affine`: section 3
@@ -638,7 +639,11 @@ dequantize_affine = laws.reference("dequantize_affine")
 fake_quantize_affine_backward = laws.reference("fake_quantize_affine_backward")
 
 # %%
-for exercise in (affine_qparams, symmetric_qparams, quantize_affine, dequantize_affine, fake_quantize_affine_backward):
+for exercise in (affine_qparams,
+                 symmetric_qparams,
+                 quantize_affine,
+                 dequantize_affine,
+                 fake_quantize_affine_backward):
     report = laws.check(exercise.__name__, exercise, max_examples=15)
     print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 

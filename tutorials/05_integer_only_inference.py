@@ -612,14 +612,16 @@ plt.close("all")
 # one, with the expected and the received values) and reports passed, failed or not
 # attempted. The cell after the exercises runs the same checks here.
 #
-# - `srdhm`: section 7: gemmlowp's SaturatingRoundingDoublingHighMul (do not forget the saturation case)
+# - `srdhm`: section 7: gemmlowp's SaturatingRoundingDoublingHighMul (do not forget the
+#   saturation case)
 # - `rdbpot`: section 7: RoundingDivideByPOT, ties away from zero
 # - `mbqm_single`: section 7: TFLite's multiplier with one rounding
 # - `mbqm_double`: section 7: the same with two roundings
 # - `matmul_centred`: sections 3-4: the int32 accumulator with zero points
 # - `requantize_fixed_point`: section 8: multiply, add the zero point, clamp
 # - `linear_int8`: section 10: the int8 Linear layer, TFLite's order
-# - `qlinear_multiplier`: section 12: onnxruntime's float32 multiplier (the order of the operations matters)
+# - `qlinear_multiplier`: section 12: onnxruntime's float32 multiplier (the order of the
+#   operations matters)
 # - `requantize_float`: section 12: onnxruntime's float requantization
 
 # %%
@@ -653,7 +655,15 @@ qlinear_multiplier = laws.reference("qlinear_multiplier")
 requantize_float = laws.reference("requantize_float")
 
 # %%
-for exercise in (srdhm, rdbpot, mbqm_single, mbqm_double, matmul_centred, requantize_fixed_point, linear_int8, qlinear_multiplier, requantize_float):
+for exercise in (srdhm,
+                 rdbpot,
+                 mbqm_single,
+                 mbqm_double,
+                 matmul_centred,
+                 requantize_fixed_point,
+                 linear_int8,
+                 qlinear_multiplier,
+                 requantize_float):
     report = laws.check(exercise.__name__, exercise, max_examples=15)
     print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 

@@ -28,12 +28,34 @@ __all__ = ["names", "reference", "check", "exercise", "Exercise", "Law", "LawRes
 
 
 def names() -> list[str]:
-    """The exercise names in course order (tutorial 01 first)."""
+    """The exercise names in course order.
+
+    Returns
+    -------
+    list of str
+        Tutorial 01's first; each is the name of the function a student writes.
+    """
     return [e.name for e in EXERCISES]
 
 
 def exercise(name: str) -> Exercise:
-    """The :class:`Exercise` (laws, tutorial, reference path) called ``name``."""
+    """The exercise called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`names`.
+
+    Returns
+    -------
+    Exercise
+        Its tutorial, reference path, summary and laws.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the names).
+    """
     for e in EXERCISES:
         if e.name == name:
             return e
@@ -41,7 +63,20 @@ def exercise(name: str) -> Exercise:
 
 
 def reference(name: str):
-    """nnref's own implementation of ``name`` (the function the laws are checked against)."""
+    """nnref's own implementation of ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`names`.
+
+    Returns
+    -------
+    callable
+        The plain function (imported on first use), or, until issue 9's functions are
+        merged, the adapter in ``nnref.laws.adapters`` / ``quant_adapters`` that computes
+        the same thing.
+    """
     ex = exercise(name)
     return resolve(TEMPORARY_ADAPTERS.get(name, ex.reference))
 
