@@ -324,6 +324,35 @@ def _rqf(acc, multiplier, out_zero_point, act_min=-128, act_max=127, dtype=np.in
     return (r + out_zero_point).astype(dtype)
 
 
+def _qmult(real, bug=""):
+    m = np.asarray(real, dtype=np.float32 if bug == "float32" else np.float64)
+    q, e = np.frexp(m)
+    v = q.astype(np.float64) * 2.0**31
+    m0 = (np.rint(v) if bug == "half_even" else np.floor(v + 0.5)).astype(np.int64)
+    e = e.astype(np.int64)
+    if bug != "no_carry":
+        carry = m0 == 2**31
+        m0, e = np.where(carry, 2**30, m0), np.where(carry, e + 1, e)
+    if bug != "no_flush":
+        tiny = e < -31
+        m0, e = np.where(tiny, 0, m0), np.where(tiny, 0, e)
+    if m.ndim == 0:
+        return int(m0), int(e)
+    return m0, e
+
+
+def _qbias(b, input_scale, weight_scale, bug=""):
+    if bug == "float64_division":
+        v = np.asarray(b, np.float64) / (np.float64(input_scale) * np.asarray(weight_scale, np.float64))
+    elif bug == "float32_division":
+        v = (np.asarray(b, np.float32) / (np.float32(input_scale) * np.asarray(weight_scale, np.float32))).astype(np.float64)
+    else:
+        s_b = np.float32(input_scale) * np.asarray(weight_scale, np.float32)
+        v = (np.asarray(b, np.float32) * (1.0 / s_b.astype(np.float64)).astype(np.float32)).astype(np.float64)
+    r = np.rint(v) if bug == "half_even" else _round_away(v)
+    return r.astype(np.int32)
+
+
 def _inplace_relu(x, grad_out):
     grad_out[x <= 0] = 0
     return grad_out
@@ -443,6 +472,17 @@ WRONG = {
         "mask from the real bounds": _b(_ste, bug="real_bounds"),
         "passes everything": _b(_ste, bug="identity"),
         "strict inequalities": _b(_ste, bug="strict"),
+    },
+    "quantize_bias": {
+        "float64 division": _b(_qbias, bug="float64_division"),
+        "float32 division instead of the reciprocal": _b(_qbias, bug="float32_division"),
+        "half to even": _b(_qbias, bug="half_even"),
+    },
+    "quantize_multiplier": {
+        "half to even": _b(_qmult, bug="half_even"),
+        "no carry at 2^31": _b(_qmult, bug="no_carry"),
+        "tiny multipliers not flushed": _b(_qmult, bug="no_flush"),
+        "float32 arithmetic": _b(_qmult, bug="float32"),
     },
     "srdhm": {
         "no saturation": _b(_srdhm, bug="no_saturation"),

@@ -612,6 +612,10 @@ plt.close("all")
 # one, with the expected and the received values) and reports passed, failed or not
 # attempted. The cell after the exercises runs the same checks here.
 #
+# - `quantize_bias`: section 2: the int32 bias in the converter's precisions (a float32
+#   reciprocal, not a division)
+# - `quantize_multiplier`: section 6: $M = m_0 2^{\text{shift} - 31}$, rounding half away from
+#   zero, with the carry into the next binade
 # - `srdhm`: section 7: gemmlowp's SaturatingRoundingDoublingHighMul (do not forget the
 #   saturation case)
 # - `rdbpot`: section 7: RoundingDivideByPOT, ties away from zero
@@ -626,6 +630,12 @@ plt.close("all")
 
 # %%
 from nnref import laws
+
+# %% tags=["exercise"]
+quantize_bias = laws.reference("quantize_bias")
+
+# %% tags=["exercise"]
+quantize_multiplier = laws.reference("quantize_multiplier")
 
 # %% tags=["exercise"]
 srdhm = laws.reference("srdhm")
@@ -655,7 +665,9 @@ qlinear_multiplier = laws.reference("qlinear_multiplier")
 requantize_float = laws.reference("requantize_float")
 
 # %%
-for exercise in (srdhm,
+for exercise in (quantize_bias,
+                 quantize_multiplier,
+                 srdhm,
                  rdbpot,
                  mbqm_single,
                  mbqm_double,

@@ -37,6 +37,10 @@ _T = [  # name, tutorial, reference, summary, laws
     ("dequantize_affine", "04", "nnref.quant.ops", "s (q - z) in float32", quantization.dequantize_laws),
     ("fake_quantize_affine_backward", "04", "nnref.quant.ops", "the straight-through estimator",
      quantization.ste_laws),
+    ("quantize_bias", "05", "nnref.quant", "the int32 bias, as TFLite's converter computes it",
+     integer.quantize_bias_laws),
+    ("quantize_multiplier", "05", "nnref.quant.fixed_point", "M = m0 2^(shift - 31), TFLite's QuantizeMultiplier",
+     integer.quantize_multiplier_laws),
     ("srdhm", "05", "nnref.quant.fixed_point", "saturating rounding doubling high multiply", integer.srdhm_laws),
     ("rdbpot", "05", "nnref.quant.fixed_point", "rounding divide by a power of two", integer.rdbpot_laws),
     ("mbqm_single", "05", "nnref.quant.fixed_point", "multiply by the quantized multiplier, one rounding",
@@ -60,9 +64,11 @@ _TRAINING_ADAPTED = {"linear_backward", "relu_backward", "leaky_relu_forward", "
                      "sigmoid_backward", "cross_entropy_loss_and_grad", "sgd_update", "adam_update",
                      "clip_grads_by_value", "clip_grad_by_norm", "clip_grads_by_global_norm", "adaptive_clip_grad"}
 
-# TEMPORARY (issue 9 not merged yet): every name points at an adapter. The integrator
-# empties this after merging the plain functions (tests/test_laws.py then checks those).
+_PUBLIC_ALREADY = {"quantize_bias", "quantize_multiplier"}  # nnref's public functions, no adapter needed
+
+# TEMPORARY (issue 9 not merged yet): every plain function points at an adapter. The
+# integrator empties this after merging them (tests/test_laws.py then checks those).
 TEMPORARY_ADAPTERS = {
     e.name: ("nnref.laws.adapters:" if e.name in _TRAINING_ADAPTED else "nnref.laws.quant_adapters:") + e.name
-    for e in EXERCISES
+    for e in EXERCISES if e.name not in _PUBLIC_ALREADY
 }
