@@ -12,7 +12,13 @@ Commands (``python -m nnref [COMMAND] --help`` lists each one's options):
     download and verify the four MNIST files;
 ``python -m nnref compare MODEL --data digits``
     where an engine's int8 values differ from nnref's, and which rounding explains them
-    (needs the optional extra ``interop``; see :mod:`nnref.interop`).
+    (needs the optional extra ``interop``; see :mod:`nnref.interop`);
+``python -m nnref exercises --out DIR``
+    write the student versions of the tutorials (.py and .ipynb; :mod:`nnref.course`);
+``python -m nnref check PATH``
+    grade a student's file or folder of exercises with :mod:`nnref.laws`;
+``python -m nnref notebooks``
+    regenerate ``tutorials/*.ipynb`` from the ``.py`` tutorials.
 
 Every command runs in two phases. ``prepare`` checks every argument (paths writable,
 seeds non-negative, data present and readable, sizes within the machine's memory) and
@@ -49,7 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import clip
+from . import clip, course
 from ._files import check_writable_dir, check_writable_file
 from .data import DATASETS, download_mnist, load_dataset
 from .mlp import MLP
@@ -484,6 +490,35 @@ def run_compare(job: tuple) -> int:
     return interop_cli.run_compare(args)
 
 
+def _tutorials_dir(value, option: str = "--tutorials") -> None:
+    """Refuse a ``--tutorials`` folder that does not exist."""
+    if value is not None and not Path(value).is_dir():
+        raise ValueError(f"{option}: expected an existing folder of tutorials, got {value!r}")
+
+
+def prepare_exercises(args: argparse.Namespace) -> argparse.Namespace:
+    """Check that ``--out`` can be written and ``--tutorials`` exists."""
+    check_writable_dir(args.out, "--out")
+    _tutorials_dir(args.tutorials)
+    return args
+
+
+def prepare_check(args: argparse.Namespace) -> argparse.Namespace:
+    """Check that the student's ``path`` exists and ``--max-examples`` is positive."""
+    if not Path(args.path).exists():
+        raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, "
+                         f"got {args.path!r}, which does not exist")
+    if args.max_examples is not None and args.max_examples < 1:
+        raise ValueError(f"--max-examples: expected an integer >= 1, got {args.max_examples}")
+    return args
+
+
+def prepare_notebooks(args: argparse.Namespace) -> argparse.Namespace:
+    """Check that ``--tutorials`` exists."""
+    _tutorials_dir(args.tutorials)
+    return args
+
+
 # --------------------------------------------------------------------------------------
 # The table and the entry point
 # --------------------------------------------------------------------------------------
@@ -499,6 +534,12 @@ COMMANDS: dict[str, Command] = {
                               prepare_download, run_download),
     "compare": Command("where an engine's int8 values differ from nnref's, and why (extra 'interop')",
                        add_compare_arguments, prepare_compare, run_compare),
+    "exercises": Command("write the student versions of the tutorials (.py and .ipynb)",
+                         course.add_exercises_arguments, prepare_exercises, course.run_exercises),
+    "check": Command("grade a student's exercises with nnref's laws", course.add_check_arguments,
+                     prepare_check, course.run_check),
+    "notebooks": Command("regenerate tutorials/*.ipynb from the .py tutorials", course.add_notebooks_arguments,
+                         prepare_notebooks, course.run_notebooks),
 }
 
 

@@ -98,3 +98,19 @@ def test_tutorial_runs_and_writes_its_figures(results, path):
     assert not missing, f"figures not committed in figures/ (regenerate them): {missing}"
     for name in written:
         assert (r["out"] / name).stat().st_size > 5000, f"{name} looks empty"
+
+
+def test_course_guide_quotes_what_the_tutorials_print(results):
+    """tutorials/COURSE.md's expected outputs are lines the tutorials print (07's QAT
+    numbers depend on the machine's BLAS, as the guide says, and are not compared)."""
+    guide = (ROOT / "tutorials" / "COURSE.md").read_text()
+    rows = re.findall(r"^\| (0\d) \| [\d.]+ \| [\d.]+ \| (.*) \|$", guide, flags=re.M)
+    assert [num for num, _ in rows] == [p.name[:2] for p in TUTORIALS]
+    for num, quotes in rows:
+        if num == "07":
+            continue
+        out = results[next(p.name for p in TUTORIALS if p.name.startswith(num))]["proc"].stdout
+        lines = re.findall(r"`([^`]+)`", quotes)
+        assert lines
+        for line in lines:
+            assert line in out, f"COURSE.md quotes {line!r} for tutorial {num}; it does not print it"

@@ -174,7 +174,11 @@ print("the loops agree with Linear.forward / Linear.backward")
 #
 # The sum $\tfrac{h^2}{6}|f'''| + \varepsilon|f|/h$ is smallest near
 # $h \approx \varepsilon^{1/3}$: about $10^{-5}$ in float64, where both errors are near
-# $10^{-10}$. That is why nnref checks in **float64 with $h = 10^{-6}$**. In float32 the best
+# $10^{-10}$. That is the optimum; nnref checks in **float64 with $h = 10^{-6}$**, a
+# conservative default a little to the left of it: there rounding already dominates, and
+# the error is several times $10^{-10}$ (the next cell measures it), still far below the
+# $10^{-2}$ of a wrong backward pass, while the truncation term, which grows with the
+# curvature of $f$, stays negligible even for a more curved loss. In float32 the best
 # achievable is around $10^{-5}$ relative error, and at $h = 10^{-6}$ the rounding term
 # $\varepsilon/h \approx 0.1$ swamps everything: the check would measure rounding, not your
 # backward pass.
@@ -467,7 +471,69 @@ assert check_gradients(bug2, x, labels)["W1"] > 1e-2
 # *below* the broken ReLU, whose gradients flow through it, while `W2, b2, W3, b3`, above
 # it, stay near $10^{-9}$ (finite-difference rounding, as in section 3). Reading the errors
 # layer by layer localises the broken backward.
+
+# %% [markdown]
+# ## Graded exercises: write the backward passes and the loss gradient of this tutorial
 #
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `linear_backward`: section 2: `dx`, `dW`, `db` of $y = xW + b$
+# - `relu_backward`: section 4: the gradient passes where $x > 0$ (and not at $x = 0$)
+# - `leaky_relu_forward`: section 4: $y = x$ for $x > 0$, else $\alpha x$, for every $\alpha
+#   \ge 0$, also $\alpha > 1$
+# - `leaky_relu_backward`: section 4: slope 1 or $\alpha$
+# - `tanh_backward`: section 4: in terms of the output $y$
+# - `sigmoid_backward`: section 4: in terms of the output $y$
+# - `cross_entropy_loss_and_grad`: section 5: the mean loss and $(p - y)/B$, stable for
+#   large logits
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+linear_backward = laws.reference("linear_backward")
+
+# %% tags=["exercise"]
+relu_backward = laws.reference("relu_backward")
+
+# %% tags=["exercise"]
+leaky_relu_forward = laws.reference("leaky_relu_forward")
+
+# %% tags=["exercise"]
+leaky_relu_backward = laws.reference("leaky_relu_backward")
+
+# %% tags=["exercise"]
+tanh_backward = laws.reference("tanh_backward")
+
+# %% tags=["exercise"]
+sigmoid_backward = laws.reference("sigmoid_backward")
+
+# %% tags=["exercise"]
+cross_entropy_loss_and_grad = laws.reference("cross_entropy_loss_and_grad")
+
+# %%
+for exercise in (linear_backward,
+                 relu_backward,
+                 leaky_relu_forward,
+                 leaky_relu_backward,
+                 tanh_backward,
+                 sigmoid_backward,
+                 cross_entropy_loss_and_grad):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - A Linear layer $y = xW + b$ has backward $\partial L/\partial W = x^\top g$,
@@ -476,8 +542,10 @@ assert check_gradients(bug2, x, labels)["W1"] > 1e-2
 # - ReLU, tanh and sigmoid multiply $g$ by $[x > 0]$, $1 - y^2$ and $y(1 - y)$.
 # - Softmax cross-entropy's gradient is $(p - y)/B$: log-sum-exp differentiates to $p$.
 # - The central difference has truncation error $O(h^2)$ and rounding error
-#   $O(\varepsilon/h)$: check in float64 with $h \approx 10^{-6}$, where both are around
-#   $10^{-10}$; in float32 even the best $h$ leaves errors near $10^{-5}$.
+#   $O(\varepsilon/h)$: the optimum is $h \approx \varepsilon^{1/3} \approx 10^{-5}$ in float64,
+#   where both are near $10^{-10}$; nnref's default $h = 10^{-6}$ is a conservative choice
+#   whose error (rounding-dominated, a few times $10^{-10}$) is still far below a bug's; in
+#   float32 even the best $h$ leaves errors near $10^{-5}$.
 # - `check_gradients` reports the worst relative error per parameter: below $10^{-7}$ is
 #   right, a wrong backward gives $10^{-2}$ to $1$, and the parameters it hits point to
 #   the broken layer.

@@ -23,7 +23,8 @@
 # - a small, seeded setting in which plain SGD blows up within a dozen steps, and the
 #   mechanism: learning rate times curvature above 2, with curvature that grows as the
 #   weights grow;
-# - how clipping by global norm keeps every step at most $\eta c$ long and rescues the run;
+# - how clipping by global norm keeps every step of plain SGD at most $\eta c$ long and
+#   rescues the run;
 # - the clipping functions side by side (by value, per-tensor norm, global norm,
 #   adaptive), what each does to the gradient's direction and length, and the PyTorch and
 #   TensorFlow conventions;
@@ -66,7 +67,10 @@ np.set_printoptions(precision=4, suppress=True)
 # $$x \sim \mathcal N(0, I_4), \qquad y = S\, w^\top x, \quad \|w\| = 1, \quad S = 30,$$
 #
 # so $y \sim \mathcal N(0, S^2)$: predicting 0 costs a mean squared error of $S^2 = 900$ in
-# expectation (this sample of 256 has a variance of about 740). The loss is the MSE over batches of 32, the optimizer plain SGD with
+# expectation. The cell below draws one sample of 256 to look at (seed 0; variance about
+# 740); the demonstration of section 2 draws its own data and weights from seeds derived
+# from its `seed` argument, and its report prints the variance of *its* targets as the cost
+# of predicting the mean (724). The loss is the MSE over batches of 32, the optimizer plain SGD with
 # $\eta = 0.03$, for 50 epochs of 256 examples (400 steps). The task is linear on purpose:
 # the only hard thing about it is its **scale**. Nothing here is exotic; forgetting to
 # standardize a regression target is one of the most common ways to meet exploding
@@ -150,22 +154,29 @@ for eta_lambda in (0.5, 1.5, 2.5):
 #
 # $$e \leftarrow (I - \eta K)\, e, \qquad K = \frac{2}{B} J J^\top, \tag{2}$$
 #
-# where $J$ is the $B \times P$ Jacobian of the outputs with respect to the $P$ parameters. $K$ is the
-# Gauss-Newton curvature; its largest eigenvalue is the **sharpness**
-# (`nnref.experiments.sharpness`), and the rule is again $\eta\,\lambda_{\max}(K) < 2$.
+# where $J$ is the $B \times P$ Jacobian of the outputs with respect to the $P$ parameters.
+# $K$ is a $B \times B$ matrix in *function space* (the Gram matrix of the output gradients,
+# the empirical neural tangent kernel); it is not the Gauss-Newton matrix
+# $G = \frac{2}{B} J^\top J$ ($P \times P$, in parameter space), but the two share their nonzero
+# eigenvalues. $G$ is the Hessian of $L$ without the residual term
+# $\frac{2}{B}\sum_i e_i \nabla^2_\theta f_\theta(x_i)$, which is *not* small here, where the
+# errors are about 30; so (2) is a first-order picture and $\lambda_{\max}(K)$ the
+# Gauss-Newton sharpness (`nnref.experiments.sharpness`), not the full Hessian's. The rule
+# for (2) is again $\eta\,\lambda_{\max}(K) < 2$.
 #
 # Three facts make the loop:
 #
 # 1. By (1) the gradient is proportional to the errors, and the errors start at about
 #    $|y| \sim S$: the first gradient is some 25 times larger than with $S = 1$
 #    (115 against 4.8, 24 times, in the runs below).
-# 2. A 30-times-larger first step changes the weights a lot.
+# 2. A first step some 24 times larger changes the weights a lot.
 # 3. The entries of $J$ are hidden activations and products of later layers' weights, so
 #    the curvature grows at least like the square of the weights' scale. Larger weights,
 #    larger $\eta\lambda_{\max}$, by (2) larger errors, a larger next gradient, and so on:
 #    faster than geometric growth.
 #
-# We can watch it. Below, the same setting (our own seeds) is trained by full-batch
+# We can watch it. Below, the same setting, with the sample drawn in section 1 and its own
+# initial weights (not the demonstration's), is trained by full-batch
 # gradient descent, all 256 examples per step, so that the batch noise does not blur the
 # picture, and $\eta\,\lambda_{\max}$ is measured before every step; $S = 1$ is the
 # control.
@@ -193,7 +204,8 @@ calm = watch_first_steps(1.0)
 assert exploding[0] < 2 and exploding[-1] > 1e3 * exploding[0] and max(calm) < 2
 
 # %% [markdown]
-# Both runs start from the same weights with $\eta\lambda_{\max} \approx 1.5$, stable. With
+# Both runs start from the same weights with $\eta\lambda_{\max} \approx 1.5$, stable (the
+# demonstration's own initial weights, on its own data, give 1.66: printed in section 4). With
 # $S = 30$ the first step pushes it to about 7, the next to about 100, then about 1000,
 # then $10^7$: every direction with $\eta\lambda > 2$ now amplifies the error at each
 # step, and the amplification itself grows. With $S = 1$ it stays below 2 and training
@@ -205,8 +217,11 @@ assert exploding[0] < 2 and exploding[-1] > 1e3 * exploding[0] and max(calm) < 2
 #
 # $$g \leftarrow g \cdot \min\!\Big(1, \frac{c}{\|g\|_2 + 10^{-6}}\Big)$$
 #
-# (the $10^{-6}$ is PyTorch's guard against division by zero), so every step has length
-# $\|\Delta\theta\| \le \eta c$ whatever the error. The weights, and with them the
+# (the $10^{-6}$ is PyTorch's guard against division by zero), so every step of plain SGD
+# has length $\|\Delta\theta\| \le \eta c$ whatever the error. (With momentum a step sums
+# several clipped gradients, up to $\eta c / (1 - \mu)$; Adam divides each entry by its own
+# running RMS, so its steps stay about $\eta$ per entry whatever the gradient's size, and
+# clipping there bounds what enters the moment estimates, not the step.) The weights, and with them the
 # curvature, change only a little per step, the loop of section 3 never starts, and the
 # run walks to the solution.
 #
@@ -358,8 +373,11 @@ plot_loss_per_step(runs, ax=ax_l)
 ax_l.set_title("Training loss per step, one run per clipper")
 ax_l.set_ylabel("mini-batch MSE (squared target units)")
 plot_grad_norms(runs["autoclip"], ax=ax_r)
-ax_r.plot(np.arange(1, len(thresholds) + 1), thresholds, color=STYLE["threshold"], ls=":",
-          lw=STYLE["linewidth"], label="AutoClip threshold $c_t$")
+# The threshold is drawn wide and pale *under* the norms: where AutoClip clips, the norm
+# after clipping equals the threshold, and a line on top would hide it.
+ax_r.plot(np.arange(1, len(thresholds) + 1), thresholds, color=STYLE["threshold"], ls="-",
+          lw=5 * STYLE["linewidth"], alpha=0.3, zorder=0.5,
+          label="AutoClip threshold $c_t$ (= norm after clipping where it clips)")
 ax_r.axhline(1.0, color=STYLE["cycle"][2], ls="--", lw=1, label="GlobalNorm threshold 1")
 ax_r.legend(fontsize=8)
 ax_r.set_title("AutoClip: its threshold follows the already-large norms")
@@ -403,7 +421,7 @@ assert not rescue.clipped.diverged and rescue.unclipped.diverged
 #
 # - **A few percent**: clipping is a safety net, catching the occasional large batch; the
 #   run is otherwise plain SGD.
-# - **Close to 100%**: clipping *is* the optimizer. Every step has length $\eta c$, so $c$
+# - **Close to 100%**: clipping *is* the optimizer. Every plain-SGD step has length $\eta c$, so $c$
 #   acts as a second learning rate, and the run is normalized gradient descent. That may
 #   be fine (it rescued the exploding run) but it usually means something upstream is
 #   wrong: here the unscaled target. Standardizing $y$ (the $S = 1$ control) fixes the
@@ -452,13 +470,61 @@ print(f"with noise (sigma = 1, seeded): global norm {clip.global_norm(noisy):.4f
 # explicit `rng` (a seed or a `Generator`), never a hidden default. Its standard deviation
 # after the division, $\sigma C / B$ per entry, is why DP-SGD uses large batches: with
 # $B = 8$ and about 1,250 parameters, the noise here is ten times the clipped gradient.
+
+# %% [markdown]
+# ## Graded exercises: write the clipping functions of section 5
 #
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `clip_grads_by_value`: clip every entry to `[min_value, max_value]`
+# - `clip_grad_by_norm`: TensorFlow's `clip_by_norm`
+# - `clip_grads_by_global_norm`: PyTorch's `clip_grad_norm_`, with its $\epsilon$ and the
+#   clamp at 1; the total norm exact also for float32 gradients whose squares under- or
+#   overflow
+# - `adaptive_clip_grad`: AGC, per output unit (columns of $W$, each bias entry its own
+#   unit)
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+clip_grads_by_value = laws.reference("clip_grads_by_value")
+
+# %% tags=["exercise"]
+clip_grad_by_norm = laws.reference("clip_grad_by_norm")
+
+# %% tags=["exercise"]
+clip_grads_by_global_norm = laws.reference("clip_grads_by_global_norm")
+
+# %% tags=["exercise"]
+adaptive_clip_grad = laws.reference("adaptive_clip_grad")
+
+# %%
+for exercise in (clip_grads_by_value,
+                 clip_grad_by_norm,
+                 clip_grads_by_global_norm,
+                 adaptive_clip_grad):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Gradient descent is stable only while learning rate times curvature stays below 2;
 #   in a network the curvature grows with the weights, so one large step (here from an
 #   unstandardized target) can start a loop that overflows float32 in about ten steps.
-# - Clipping by global norm bounds every step by $\eta c$ and keeps the direction; it
+# - Clipping by global norm bounds every plain-SGD step by $\eta c$ and keeps the direction; it
 #   rescues the run. By value and per-tensor norm also bound the step but change the
 #   direction; AGC bounds each unit's step relative to its weights.
 # - AutoClip's percentile threshold is learned from the run itself, so in a run that

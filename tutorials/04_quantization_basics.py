@@ -386,8 +386,10 @@ def accuracy_with_fake_quantized_weights(scheme) -> float:
     return m.accuracy(x_test, y_test)
 
 
-# The library does exactly this when it simulates weight quantization (tutorial 07):
-# prepare_qat with act_bits=None fake-quantizes the weights only.
+# A look ahead: the same fake quantization of the weights is what quantization-aware
+# training simulates in its forward pass (tutorial 07 explains `prepare_qat`, which wraps a
+# trained MLP so that its forward pass sees fake-quantized weights; with act_bits=None
+# the weights only). Here it only confirms that the library rounds as we did by hand.
 simulated = prepare_qat(model, weight_bits=4, act_bits=None).to_float(fake_quantized=True)
 for lin, sim in zip(model.linears, simulated.linears):
     by_hand = fake_quantize(lin.W, TFLITE_INT8_WEIGHTS.with_bits(4).for_tensor(lin.W), rounding="half_away")
@@ -410,8 +412,8 @@ for bits in (8, 4, 3):
 # $$\mathrm{SQNR} = 10\log_{10}\frac{A^2/3}{s^2/12} = 20 \log_{10}(2^b - 1) \approx 6.02\, b \text{ dB}.$$
 #
 # Real tensors are not uniform. Bell-shaped weights keep most values near 0 while the
-# symmetric grid must reach the rare extremes (and the narrow range spends a level on
-# each side), which costs a constant number of dB at every bit width: the same slope, a
+# symmetric grid must reach the rare extremes (and the narrow range gives up one level in
+# total, the lowest, $-2^{b-1}$), which costs a constant number of dB at every bit width: the same slope, a
 # lower line. Per-channel scales win some of it back. The ReLU outputs do as well as
 # uniform data: their many exact zeros cost nothing (0 is on the grid) and the affine grid
 # spends no levels on negative values.
@@ -594,6 +596,56 @@ assert np.array_equal(grad_in, fq_layer.mask.astype(np.float32))
 # $q_{\max}$ and is clamped (gradient 0). During quantization-aware training the weights
 # then learn to sit where rounding hurts least, and the activation ranges come from a
 # moving-average observer that follows them.
+
+# %% [markdown]
+# ## Graded exercises: write the maps between reals and integers of this tutorial
+#
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `affine_qparams`: section 2: scale and zero point (half to even at a tie, with the
+#   float32 scale)
+# - `symmetric_qparams`: section 6: TFLite's and PyTorch's symmetric scales
+# - `quantize_affine`: sections 3 and 5: both roundings, the quotient in float32
+# - `dequantize_affine`: section 3
+# - `fake_quantize_affine_backward`: section 10: the straight-through estimator
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+affine_qparams = laws.reference("affine_qparams")
+
+# %% tags=["exercise"]
+symmetric_qparams = laws.reference("symmetric_qparams")
+
+# %% tags=["exercise"]
+quantize_affine = laws.reference("quantize_affine")
+
+# %% tags=["exercise"]
+dequantize_affine = laws.reference("dequantize_affine")
+
+# %% tags=["exercise"]
+fake_quantize_affine_backward = laws.reference("fake_quantize_affine_backward")
+
+# %%
+for exercise in (affine_qparams,
+                 symmetric_qparams,
+                 quantize_affine,
+                 dequantize_affine,
+                 fake_quantize_affine_backward):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 
 # %% [markdown]
 # ## Summary

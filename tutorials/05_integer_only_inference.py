@@ -60,6 +60,7 @@ from nnref.quant import (
     multiply_by_quantized_multiplier,
     qlinear_matmul,
     quantize,
+    quantize_bias,
     quantize_multiplier,
     quantized_linear,
     requantize,
@@ -129,19 +130,32 @@ assert (s_x, z_x) == (np.float32(1 / 255), -128) and np.all(qp_w.zero_point == 0
 # %% [markdown]
 # Now quantize. TensorFlow Lite rounds half away from zero (`std::round`), so we ask for
 # that. The bias gets the scale $s_x s_w[j]$ so that it can be added straight to the
-# int32 accumulator, whose units are exactly that (next section). TensorFlow Lite's
-# converter (`SymmetricPerChannelBiasQuantize`) multiplies the two float32 scales in
-# float32 and rounds half away from zero:
+# int32 accumulator, whose units are exactly that (next section). On paper
+# $b_q[j] = \operatorname{round}\big(b[j] / (s_x\, s_w[j])\big)$; TensorFlow Lite's converter
+# (`SymmetricPerChannelBiasQuantize`), and nnref's `quantize_bias` after it, compute it in
+# its own precisions: the two float32 scales multiplied in float32, the reciprocal taken
+# in double and stored as float32, and the bias *multiplied* by it in float32, rounded
+# half away from zero:
 #
-# $$b_q[j] = \operatorname{round}\big(b[j] / (s_x\, s_w[j])\big) \in \text{int32}.$$
+# $$s_b = s_x s_w[j]\ (\text{float32}), \qquad
+#   b_q[j] = \operatorname{round}\big(\mathrm{float32}(b[j]) \cdot \mathrm{float32}(1 / s_b)\big)
+#   \in \text{int32}.$$
+#
+# Multiplying by a rounded reciprocal is not dividing: near a tie the two differ by one
+# (`quantize_bias`'s docstring has an example). We compute the converter's form and check
+# it against the library.
 
 # %%
 x_q = quantize(x_test, qp_x, rounding="half_away")  # (B, K) int8
 w_q = quantize(W, qp_w, rounding="half_away")  # (K, N) int8, in [-127, 127]
 s_b = s_x * s_w  # float32 * float32 -> float32, as the converter computes it
-bias_f = round_half_away(b.astype(np.float64) / s_b.astype(np.float64))
+inv_s_b = (1.0 / s_b.astype(np.float64)).astype(np.float32)  # reciprocal in double, stored float32
+bias_f = round_half_away(b.astype(np.float32) * inv_s_b)  # float32 product, std::round
 assert np.all(np.abs(bias_f) <= 2**31 - 1)  # check the range before casting: no silent wrap
 bias_q = bias_f.astype(np.int32)
+np.testing.assert_array_equal(bias_q, quantize_bias(b, s_x, s_w))  # the library's converter step
+by_division = round_half_away(b.astype(np.float64) / s_b.astype(np.float64))
+print(f"bias entries where float64 division would round differently: {int(np.sum(by_division != bias_f))} of {b.size}")
 
 print("first test digit, pixels 0..7:", x_test[0, :8])
 print("  quantized (int8)           :", x_q[0, :8])
@@ -544,8 +558,9 @@ assert single_ties.tolist() == [-2, -1, 0, 1, 2, 3]
 assert double_ties.tolist() == [-3, -2, -1, 1, 2, 3]
 
 # %% [markdown]
-# Three engines, three answers at a tie, each correct by its own specification. A
-# reference implementation must say which one it reproduces; `nnref` offers all three by
+# Two engines, three conventions (TensorFlow Lite builds with either rounding), three
+# answers at a tie, each correct by its own specification. A reference implementation must
+# say which one it reproduces; `nnref` offers all three by
 # name.
 #
 # ## 13. The whole pipeline at a glance
@@ -580,6 +595,89 @@ fig
 
 # %%
 plt.close("all")
+
+# %% [markdown]
+# ## Graded exercises: write the integer arithmetic of this tutorial
+#
+# Each function below is nnref's own. Get your version of this tutorial, with each of
+# them replaced by its signature, its docstring and `raise NotImplementedError`, with
+#
+# ```bash
+# python -m nnref exercises --out my_exercises     # .py and .ipynb for every tutorial
+# python -m nnref check my_exercises               # one row per exercise
+# ```
+#
+# Then write the bodies. `python -m nnref check` runs nnref's laws on each function
+# (`nnref.laws`: hypothesis searches for inputs where a law fails and shows the smallest
+# one, with the expected and the received values) and reports passed, failed or not
+# attempted. The cell after the exercises runs the same checks here.
+#
+# - `quantize_bias`: section 2: the int32 bias in the converter's precisions (a float32
+#   reciprocal, not a division)
+# - `quantize_multiplier`: section 6: $M = m_0 2^{\text{shift} - 31}$, rounding half away from
+#   zero, with the carry into the next binade
+# - `srdhm`: section 7: gemmlowp's SaturatingRoundingDoublingHighMul (do not forget the
+#   saturation case)
+# - `rdbpot`: section 7: RoundingDivideByPOT, ties away from zero
+# - `mbqm_single`: section 7: TFLite's multiplier with one rounding
+# - `mbqm_double`: section 7: the same with two roundings
+# - `matmul_centred`: sections 3-4: the int32 accumulator with zero points
+# - `requantize_fixed_point`: section 8: multiply, add the zero point, clamp
+# - `linear_int8`: section 10: the int8 Linear layer, TFLite's order
+# - `qlinear_multiplier`: section 12: onnxruntime's float32 multiplier (the order of the
+#   operations matters)
+# - `requantize_float`: section 12: onnxruntime's float requantization
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+quantize_bias = laws.reference("quantize_bias")
+
+# %% tags=["exercise"]
+quantize_multiplier = laws.reference("quantize_multiplier")
+
+# %% tags=["exercise"]
+srdhm = laws.reference("srdhm")
+
+# %% tags=["exercise"]
+rdbpot = laws.reference("rdbpot")
+
+# %% tags=["exercise"]
+mbqm_single = laws.reference("mbqm_single")
+
+# %% tags=["exercise"]
+mbqm_double = laws.reference("mbqm_double")
+
+# %% tags=["exercise"]
+matmul_centred = laws.reference("matmul_centred")
+
+# %% tags=["exercise"]
+requantize_fixed_point = laws.reference("requantize_fixed_point")
+
+# %% tags=["exercise"]
+linear_int8 = laws.reference("linear_int8")
+
+# %% tags=["exercise"]
+qlinear_multiplier = laws.reference("qlinear_multiplier")
+
+# %% tags=["exercise"]
+requantize_float = laws.reference("requantize_float")
+
+# %%
+for exercise in (quantize_bias,
+                 quantize_multiplier,
+                 srdhm,
+                 rdbpot,
+                 mbqm_single,
+                 mbqm_double,
+                 matmul_centred,
+                 requantize_fixed_point,
+                 linear_int8,
+                 qlinear_multiplier,
+                 requantize_float):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
 
 # %% [markdown]
 # ## Summary

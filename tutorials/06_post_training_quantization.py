@@ -128,8 +128,8 @@ cal = calibrate(model, x_train)  # MinMaxObserver for every tensor by default
 print(cal)
 
 # %% [markdown]
-# Read it as tutorial 05 did: the pixels lie in $[0, 1]$; layer 0's pre-activation $z_0$
-# is negative and positive, its ReLU output starts at exactly 0; the logits (layer 1 has
+# Read it as tutorial 05 did: the pixels lie in $[0, 1]$; layer 1's pre-activation $z_1$
+# is negative and positive, its ReLU output starts at exactly 0; the logits (layer 2 has
 # no activation) are both. The pre-activations are recorded for activations that need
 # their own grid (tanh and sigmoid become lookup tables on it); for ReLU the output range
 # is enough, because ReLU becomes a clamp.
@@ -144,7 +144,7 @@ qp_h1 = cal.outputs[0].qparams(TFLITE_INT8_ACTIVATIONS)
 qp_logits = cal.outputs[1].qparams(TFLITE_INT8_ACTIVATIONS)
 s_by_hand = np.float32((cal.outputs[0].max_val - 0.0) / 255)
 z_by_hand = -128 - round(cal.outputs[1].min_val / ((cal.outputs[1].max_val - cal.outputs[1].min_val) / 255))
-print("layer-0 output:", qp_h1, f"| by hand s = {s_by_hand:.10f}")
+print("layer-1 output:", qp_h1, f"| by hand s = {s_by_hand:.10f}")
 print("logits        :", qp_logits, f"| by hand z = {z_by_hand}")
 assert np.float32(qp_h1.scale) == s_by_hand and int(qp_h1.zero_point) == -128
 assert int(qp_logits.zero_point) == z_by_hand
@@ -159,7 +159,10 @@ assert int(qp_logits.zero_point) == z_by_hand
 # - **weights** int8, symmetric ($z_w = 0$), narrow range $[-127, 127]$, one scale per
 #   output channel: $s_w[c] = \max_k |W_{kc}| / 127$, $w_q = \operatorname{round}(W / s_w)$,
 #   rounding half away from zero as TensorFlow Lite's converter;
-# - **bias** int32 with scale $s_{in} s_w[c]$: $b_q[c] = \operatorname{round}(b[c] / (s_{in} s_w[c]))$;
+# - **bias** int32 with scale $s_{in} s_w[c]$: on paper $\operatorname{round}(b[c] / (s_{in} s_w[c]))$,
+#   computed as the converter does (tutorial 05, section 2): $s_b = s_{in} s_w[c]$ in float32,
+#   $b_q[c] = \operatorname{round}(\mathrm{float32}(b[c]) \cdot \mathrm{float32}(1/s_b))$, which can differ
+#   by one from the float64 division near a tie;
 # - **requantization**: $M[c] = s_{in} s_w[c] / s_{out} \approx m_0[c]\, 2^{\text{shift}[c] - 31}$;
 # - **activation**: ReLU fused as the clamp $[\max(-128, z_{out}),\ 127]$;
 # - the **grids chain**: layer $l$'s output parameters are layer $l+1$'s input parameters,
@@ -172,13 +175,13 @@ q8 = quantize_model(model, x_train)  # int8 per-channel weights, min-max calibra
 print(q8.summary())
 
 # %% [markdown]
-# Everything a layer stores, for layer 0 and for the logits layer. (Python indices count
-# from 0, as `summary()` does; the figures below, like the parameter names `W1`, `W2`,
-# count the same two layers from 1.)
+# Everything a layer stores, for layer 1 and for the logits layer, layer 2. (These
+# tutorials count layers from 1, as the parameter names `W1`, `W2` and the figures do;
+# Python's indices, and `summary()`, count from 0: `q8.layers[0]` is layer 1.)
 
 # %%
 for i, layer in enumerate(q8.layers):
-    print(f"--- layer {i}: {layer}")
+    print(f"--- layer {i + 1}: {layer}")
     w_q = layer.w_q
     print(f"  w_q       {w_q.dtype} {w_q.shape}, values in [{w_q.min()}, {w_q.max()}]")
     print(f"  s_w       {layer.w_qparams.scale.dtype} {layer.w_qparams.scale.shape}, zero points all "
@@ -192,7 +195,7 @@ for i, layer in enumerate(q8.layers):
 
 # %% [markdown]
 # Every one of those numbers follows from the float weights and the calibrated ranges by
-# the formulas above. We recompute layer 0's by hand (in numpy) and check them against
+# the formulas above. We recompute layer 1's by hand (in numpy) and check them against
 # the stored ones and against nnref's building blocks `quantize_weights`,
 # `quantize_bias` and `quantize_multiplier` (tutorial 05, section 6):
 
@@ -203,7 +206,8 @@ s_in = np.float32(L0.in_qparams.scale)
 
 s_w_hand = (np.abs(W0).max(axis=0) / np.float32(127)).astype(np.float32)  # (64,) one per column
 w_q_hand = np.clip(round_half_away(W0 / s_w_hand), -127, 127).astype(np.int8)
-b_q_hand = round_half_away(b0.astype(np.float64) / (s_in * s_w_hand).astype(np.float64)).astype(np.int32)
+inv_s_b = (1.0 / (s_in * s_w_hand).astype(np.float64)).astype(np.float32)  # the converter's reciprocal
+b_q_hand = round_half_away(b0.astype(np.float32) * inv_s_b).astype(np.int32)  # float32 product
 M_hand = np.float64(s_in) * s_w_hand.astype(np.float64) / np.float64(L0.out_qparams.scale)
 
 np.testing.assert_allclose(L0.w_qparams.scale, s_w_hand, rtol=1e-6)
@@ -260,12 +264,12 @@ assert np.mean(pred_q == y_test) == report8["int_accuracy"] and drop8 <= 1.0
 x_q = q8.quantize_input(x_test[:1])  # the only float operation
 logits_q, records = q8.forward_int(x_q, trace=True, method="int")
 for i, rec in enumerate(records):
-    print(f"layer {i}:")
+    print(f"layer {i + 1}:")
     for name, arr in rec.items():
         print(f"  {name:9s} {str(arr.dtype):6s} {str(arr.shape):8s} [{arr.min():>7}, {arr.max():>7}]  "
               f"first {arr[0, :4]}")
 assert all(arr.dtype.kind == "i" for rec in records for arr in rec.values())  # integers only
-assert records[1]["x_q"] is records[0]["y"]  # layer 0's int8 output enters layer 1 as is
+assert records[1]["x_q"] is records[0]["y"]  # layer 1's int8 output enters layer 2 as is
 assert np.array_equal(logits_q, q8.forward_int(x_q))  # "auto" (float BLAS, exact) = "int"
 
 # %% [markdown]
@@ -302,7 +306,7 @@ assert int(np.argmax(logits_q)) == int(np.argmax(logits_deq))
 # For each we report the top of two calibrated ranges, the accuracy, and the error of each
 # layer's integer output against the float model's, as an SQNR in dB (tutorial 04,
 # section 7: higher is better). Those errors accumulate: the logits carry the error of
-# layer 0 too.
+# layer 1 too.
 
 # %%
 def float_layer_outputs(float_model: MLP, inputs: np.ndarray) -> list[np.ndarray]:
@@ -375,7 +379,7 @@ fig
 # %%
 plt.close(fig)
 amax_c = np.abs(W0).max(axis=0)
-print(f"layer 0: max|W| = {amax_c.max():.3f}, per-channel max|W[:, c]| from {amax_c.min():.3f} "
+print(f"layer 1: max|W| = {amax_c.max():.3f}, per-channel max|W[:, c]| from {amax_c.min():.3f} "
       f"to {amax_c.max():.3f} (median {np.median(amax_c):.3f})")
 
 rows = []
@@ -402,7 +406,7 @@ assert rows[1][1] > rows[0][1] and rows[1][2] > rows[0][2]  # per channel: small
 # ## 8. Requantization: single rounding, double rounding, ONNX float
 #
 # The int32 accumulator goes back to int8 through $M = s_{in} s_w / s_{out}$ (tutorial 05,
-# sections 7 and 12). Three engines, three arithmetics:
+# sections 7 and 12). Two engines, three conventions (TensorFlow Lite has two roundings):
 #
 # - `rounding="single"`: TensorFlow Lite's current reference kernels, one rounding in 64 bits;
 # - `rounding="double"`: gemmlowp / the Jacob et al. paper, SRDHM then a rounding shift;
@@ -457,7 +461,7 @@ fig
 plt.close(fig)
 for bits, qm in ((8, q8), (3, q3)):
     w_q = qm.layers[0].w_q
-    print(f"int{bits}: layer-0 weights use {len(np.unique(w_q))} distinct levels, "
+    print(f"int{bits}: layer-1 weights use {len(np.unique(w_q))} distinct levels, "
           f"{100 * np.mean(w_q == 0):.1f} % of them are 0")
 
 # %% [markdown]
@@ -521,12 +525,12 @@ assert q8.size_bytes() - size8.total == 74 * 8 + 2 * 8
 
 # %% [markdown]
 # At 4 bits two weights share a byte (`pack_int4`: low nibble first, ONNX's INT4 layout),
-# so the 4,096 weights of layer 0 take 2,048 bytes; unpacking gives them back exactly:
+# so the 4,096 weights of layer 1 take 2,048 bytes; unpacking gives them back exactly:
 
 # %%
 w4 = q4.layers[0].w_q  # int8 array holding values in [-7, 7]
 packed = pack_int4(w4)
-print(f"layer-0 int4 weights: {w4.size} values in [{w4.min()}, {w4.max()}] "
+print(f"layer-1 int4 weights: {w4.size} values in [{w4.min()}, {w4.max()}] "
       f"-> {packed.size} bytes ({packed.dtype})")
 flat = w4.ravel()
 i = int(np.flatnonzero((flat[0::2] < 0) & (flat[1::2] > 0))[0])  # a byte with a negative and a positive value
@@ -587,7 +591,7 @@ assert all(float(row[4]) >= -1.0 for row in table_rows[:4])  # float16 and int8:
 # README's table averages three seeds (`python benchmarks/quant_table.py`).
 
 # %%
-print(f"int2: {100 * np.mean(q2.layers[0].w_q == 0):.0f} % of layer-0 weights are 0, "
+print(f"int2: {100 * np.mean(q2.layers[0].w_q == 0):.0f} % of layer-1 weights are 0, "
       f"levels used {np.unique(q2.layers[0].w_q)}")
 assert set(np.unique(q2.layers[0].w_q)) <= {-1, 0, 1}
 
@@ -618,5 +622,5 @@ assert set(np.unique(q2.layers[0].w_q)) <= {-1, 0, 1}
 #    for the 4-, 3- and 2-bit rows. At which bit width does per-channel start to matter
 #    for the accuracy?
 # 3. Train the model with `activation="tanh"` (`MLP([64, 64, 10], activation="tanh", seed=0)`)
-#    and convert it. Print `summary()`: what does layer 0 store now (`pre_qparams`,
+#    and convert it. Print `summary()`: what does layer 1 (`layers[0]`) store now (`pre_qparams`,
 #    `lut`), and which output grid does TensorFlow Lite impose on tanh?

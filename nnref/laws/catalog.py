@@ -1,0 +1,74 @@
+"""The exercises in course order: name, tutorial, nnref's implementation, laws.
+
+``reference`` is the plain function of issue 9 (``"module:attribute"``).
+:data:`TEMPORARY_ADAPTERS` maps the names whose plain function is not in this branch yet
+to an adapter computing the same thing with nnref's current public API; after the merge
+it becomes empty and ``nnref.laws.adapters`` / ``nnref.laws.quant_adapters`` go.
+"""
+
+from __future__ import annotations
+
+from nnref.laws import clipping, integer, optimizers, quantization, training
+from nnref.laws.core import Exercise
+
+__all__ = ["EXERCISES", "TEMPORARY_ADAPTERS"]
+
+_T = [  # name, tutorial, reference, summary, laws
+    ("linear_backward", "01", "nnref.layers", "dx, dW, db of y = x W + b", training.linear_backward_laws),
+    ("relu_backward", "01", "nnref.layers", "dx = g [x > 0]", training.relu_backward_laws),
+    ("leaky_relu_forward", "01", "nnref.layers", "y = x if x > 0 else alpha x", training.leaky_relu_forward_laws),
+    ("leaky_relu_backward", "01", "nnref.layers", "dx = g if x > 0 else alpha g", training.leaky_relu_backward_laws),
+    ("tanh_backward", "01", "nnref.layers", "dx = g (1 - y^2)", training.tanh_backward_laws),
+    ("sigmoid_backward", "01", "nnref.layers", "dx = g y (1 - y)", training.sigmoid_backward_laws),
+    ("cross_entropy_loss_and_grad", "01", "nnref.losses", "mean softmax cross-entropy and (p - y) / B",
+     training.cross_entropy_laws),
+    ("sgd_update", "02", "nnref.optim", "PyTorch SGD: momentum, dampening, Nesterov, weight decay",
+     optimizers.sgd_laws),
+    ("adam_update", "02", "nnref.optim", "PyTorch Adam at the parameter's own step", optimizers.adam_laws),
+    ("clip_grads_by_value", "03", "nnref.clip", "clip every entry to [min, max]", clipping.clip_value_laws),
+    ("clip_grad_by_norm", "03", "nnref.clip", "TensorFlow clip_by_norm", clipping.clip_norm_laws),
+    ("clip_grads_by_global_norm", "03", "nnref.clip", "PyTorch clip_grad_norm_ (eps, clamp at 1)",
+     clipping.clip_global_norm_laws),
+    ("adaptive_clip_grad", "03", "nnref.clip", "AGC, unit by unit", clipping.agc_laws),
+    ("affine_qparams", "04", "nnref.quant.qparams", "affine scale and zero point", quantization.affine_laws),
+    ("symmetric_qparams", "04", "nnref.quant.qparams", "symmetric scale (TFLite and PyTorch)",
+     quantization.symmetric_laws),
+    ("quantize_affine", "04", "nnref.quant.ops", "clip(round(x / s) + z), both roundings", quantization.quantize_laws),
+    ("dequantize_affine", "04", "nnref.quant.ops", "s (q - z) in float32", quantization.dequantize_laws),
+    ("fake_quantize_affine_backward", "04", "nnref.quant.ops", "the straight-through estimator",
+     quantization.ste_laws),
+    ("quantize_bias", "05", "nnref.quant", "the int32 bias, as TFLite's converter computes it",
+     integer.quantize_bias_laws),
+    ("quantize_multiplier", "05", "nnref.quant.fixed_point", "M = m0 2^(shift - 31), TFLite's QuantizeMultiplier",
+     integer.quantize_multiplier_laws),
+    ("srdhm", "05", "nnref.quant.fixed_point", "saturating rounding doubling high multiply", integer.srdhm_laws),
+    ("rdbpot", "05", "nnref.quant.fixed_point", "rounding divide by a power of two", integer.rdbpot_laws),
+    ("mbqm_single", "05", "nnref.quant.fixed_point", "multiply by the quantized multiplier, one rounding",
+     integer.mbqm_single_laws),
+    ("mbqm_double", "05", "nnref.quant.fixed_point", "the same with two roundings (gemmlowp)",
+     integer.mbqm_double_laws),
+    ("matmul_centred", "05", "nnref.quant.matmul", "int32 matmul with zero points", integer.matmul_laws),
+    ("requantize_fixed_point", "05", "nnref.quant.kernels", "int32 -> int8, integers only",
+     integer.requantize_laws),
+    ("linear_int8", "05", "nnref.quant.kernels", "the int8 Linear layer (TFLite FullyConnected)",
+     integer.linear_int8_laws),
+    ("qlinear_multiplier", "05", "nnref.quant.qlinear", "onnxruntime's float32 multiplier",
+     integer.qlinear_multiplier_laws),
+    ("requantize_float", "05", "nnref.quant.qlinear", "onnxruntime's float requantization",
+     integer.requantize_float_laws),
+]
+
+EXERCISES = tuple(Exercise(name, tut, f"{module}:{name}", summary, laws()) for name, tut, module, summary, laws in _T)
+
+_TRAINING_ADAPTED = {"linear_backward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward",
+                     "sigmoid_backward", "cross_entropy_loss_and_grad", "sgd_update", "adam_update",
+                     "clip_grads_by_value", "clip_grad_by_norm", "clip_grads_by_global_norm", "adaptive_clip_grad"}
+
+_PUBLIC_ALREADY = {"quantize_bias", "quantize_multiplier"}  # nnref's public functions, no adapter needed
+
+# TEMPORARY (issue 9 not merged yet): every plain function points at an adapter. The
+# integrator empties this after merging them (tests/test_laws.py then checks those).
+TEMPORARY_ADAPTERS = {
+    e.name: ("nnref.laws.adapters:" if e.name in _TRAINING_ADAPTED else "nnref.laws.quant_adapters:") + e.name
+    for e in EXERCISES if e.name not in _PUBLIC_ALREADY
+}

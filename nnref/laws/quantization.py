@@ -1,0 +1,275 @@
+"""Laws of the maps between reals and integers: scale and zero point (affine and
+symmetric), quantize (both roundings, float32 division), dequantize, and the
+straight-through backward of fake quantization.
+
+Oracles use Python's own arithmetic: ``round()`` is half to even and exact, and every
+float32 quotient is computed as numpy float32 by float32, the engines' operation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+
+from nnref.laws.compare import as_array, expect_equal, expect_pair, expect_true
+from nnref.laws.core import Law
+from nnref.laws.strategies import arrays, floats
+from nnref.laws.training import unchanged_law, worked
+
+__all__ = ["affine_laws", "symmetric_laws", "quantize_laws", "dequantize_laws", "ste_laws", "GRIDS"]
+
+F32_TINY = float(np.finfo(np.float32).tiny)
+GRIDS = [(-128, 127), (-127, 127), (0, 255), (1, 255), (-8, 7), (-7, 7), (0, 15), (-2, 1), (-1, 1), (0, 3),
+         (-32768, 32767)]
+_grids = st.sampled_from(GRIDS)
+
+
+def _round_away(v: float) -> float:
+    return math.copysign(math.floor(abs(v) + 0.5), v)
+
+
+# ---------------------------------------------------------------- scale and zero point
+
+def affine_oracle(mn: float, mx: float, qmin: int, qmax: int) -> tuple[float, int]:
+    """The contract's affine parameters for one channel, in Python floats."""
+    mn, mx = min(mn, 0.0), max(mx, 0.0)
+    s64 = (mx - mn) / (qmax - qmin)
+    if s64 < F32_TINY:
+        return 1.0, min(max(0, qmin), qmax)
+    s = float(np.float32(s64))
+    return s, min(max(qmin - round(mn / s), qmin), qmax)
+
+
+@st.composite
+def _range(draw, qmin: int, qmax: int):
+    kind = draw(st.integers(0, 5))
+    if kind == 0:  # mn / scale a tie in float64 but not with the float32 scale (or the reverse)
+        s32 = float(np.float32(draw(floats(1e-4, 10.0))))
+        s64 = s32 * (1 + draw(st.sampled_from([0.0, 1e-8, -1e-8, 2.5e-8, -2.5e-8])))  # float32(s64) == s32
+        k = draw(st.integers(0, qmax - qmin - 1))
+        mn = -(k + 0.5) * draw(st.sampled_from([s32, s64]))
+        return mn, mn + s64 * (qmax - qmin)
+    if kind == 1:
+        return draw(st.sampled_from([(0.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (2.0, 3.0), (-3.0, -2.0),
+                                     (-1e-40, 1e-40), (-5e-324, 0.0)]))
+    a, b = draw(floats(-100.0, 100.0)), draw(floats(-100.0, 100.0))
+    return min(a, b), max(a, b)
+
+
+@st.composite
+def _qparams_cases(draw):
+    qmin, qmax = draw(_grids)
+    if draw(st.booleans()):
+        mn, mx = draw(_range(qmin, qmax))
+        return {"min_val": mn, "max_val": mx, "qmin": qmin, "qmax": qmax}
+    pairs = draw(st.lists(_range(qmin, qmax), min_size=1, max_size=4))
+    return {"min_val": np.array([p[0] for p in pairs]), "max_val": np.array([p[1] for p in pairs]),
+            "qmin": qmin, "qmax": qmax}
+
+
+def _check_params(got, want_s, want_z, shape, what):
+    scale, zp = expect_pair(got, 2, what)
+    scale, zp = as_array(scale, "scale"), as_array(zp, "zero_point")
+    expect_true(np.all(np.asarray(scale, dtype=np.float64) == np.asarray(scale, dtype=np.float32)),
+                "scale: expected float32 values (the stored scale is float32)", want_s, scale)
+    expect_equal(scale.astype(np.float64), np.asarray(want_s, dtype=np.float64).reshape(shape), "scale", dtype=False)
+    expect_true(zp.dtype.kind in "iu" or np.all(zp == np.round(zp)), "zero_point: expected integers", want_z, zp)
+    expect_equal(zp.astype(np.int64), np.asarray(want_z, dtype=np.int64).reshape(shape), "zero_point", dtype=False)
+
+
+def _verify_affine(fn, case):
+    mn, mx, qmin, qmax = case["min_val"], case["max_val"], case["qmin"], case["qmax"]
+    pairs = [affine_oracle(a, b, qmin, qmax) for a, b in zip(np.ravel(mn), np.ravel(mx))]
+    _check_params(fn(mn, mx, qmin, qmax), [p[0] for p in pairs], [p[1] for p in pairs], np.shape(mn),
+                  f"affine_qparams(min_val, max_val, qmin={qmin}, qmax={qmax})")
+
+
+def affine_laws() -> tuple:
+    tie = {"min_val": -2.5 / 16, "max_val": 252.5 / 16, "qmin": -128, "qmax": 127}
+    return (
+        Law("contract", "scale = (mx - mn) / (qmax - qmin) stored as float32; zero point = qmin - "
+            "round_half_even(mn / float32 scale), clipped; degenerate ranges get scale 1",
+            _qparams_cases(), _verify_affine, 60),
+        worked("a tie: mn / scale = -2.5 rounds to -2 (half to even): zero point -126", tie, _verify_affine),
+        worked("the zero-width range [0, 0]: scale 1, zero point 0",
+               {"min_val": 0.0, "max_val": 0.0, "qmin": -128, "qmax": 127}, _verify_affine),
+        worked("a range above 0 is widened to contain 0: [2, 3] on [0, 255]",
+               {"min_val": 2.0, "max_val": 3.0, "qmin": 0, "qmax": 255}, _verify_affine),
+    )
+
+
+def symmetric_oracle(mn, mx, qmin, qmax, zero_point, convention) -> float:
+    a = max(-min(mn, 0.0), max(mx, 0.0))
+    s64 = a / (qmax - zero_point) if convention == "tflite" else a / ((qmax - qmin) / 2)
+    return 1.0 if s64 < F32_TINY else float(np.float32(s64))
+
+
+@st.composite
+def _symmetric_cases(draw):
+    case = draw(_qparams_cases())
+    qmin, qmax = case["qmin"], case["qmax"]
+    if qmin == 1:  # no symmetric unsigned narrow grid in the engines
+        case["qmin"] = qmin = 0
+    case["zero_point"] = 0 if qmin < 0 else (qmax + 1) // 2
+    case["convention"] = draw(st.sampled_from(["tflite", "pytorch"]))
+    return case
+
+
+def _verify_symmetric(fn, case):
+    mn, mx, qmin, qmax, z, conv = (case[k] for k in ("min_val", "max_val", "qmin", "qmax", "zero_point", "convention"))
+    scales = [symmetric_oracle(a, b, qmin, qmax, z, conv) for a, b in zip(np.ravel(mn), np.ravel(mx))]
+    got = fn(mn, mx, qmin, qmax, zero_point=z, convention=conv)
+    _check_params(got, scales, [z] * len(scales), np.shape(mn),
+                  f"symmetric_qparams(min_val, max_val, {qmin}, {qmax}, zero_point={z}, convention={conv!r})")
+
+
+def symmetric_laws() -> tuple:
+    tfl = {"min_val": -1.27, "max_val": 0.5, "qmin": -127, "qmax": 127, "zero_point": 0, "convention": "tflite"}
+    pyt = {"min_val": -1.0, "max_val": 2.55, "qmin": 0, "qmax": 255, "zero_point": 128, "convention": "pytorch"}
+    return (
+        Law("contract", "scale = max|range| / (qmax - zero_point) (tflite) or / ((qmax - qmin) / 2) (pytorch), "
+            "float32; the zero point is the one given", _symmetric_cases(), _verify_symmetric, 50),
+        worked("TFLite int8 weights: max|w| = 1.27 gives scale 0.01", tfl, _verify_symmetric),
+        worked("PyTorch uint8: 2.55 / 127.5, zero point 128", pyt, _verify_symmetric),
+    )
+
+
+# ---------------------------------------------------------------- quantize / dequantize
+
+def quantize_oracle(x, scale, zero_point, qmin, qmax, rounding, dtype):
+    q32 = np.asarray(x, dtype=np.float32) / np.asarray(scale, dtype=np.float32)
+    rnd = np.rint if rounding == "half_even" else np.vectorize(_round_away, otypes=[np.float64])
+    pos = np.asarray(rnd(q32.astype(np.float64))) + zero_point
+    return np.clip(pos, qmin, qmax).astype(dtype)
+
+
+@st.composite
+def _quantize_cases(draw, ties_only: bool = False):
+    qmin, qmax = draw(_grids)
+    n = draw(st.integers(1, 4))
+    per_channel = draw(st.booleans())
+    count = n if per_channel else 1
+    powers = st.sampled_from([0.5, 0.25, 2.0**-4, 1.0, 2.0])  # exact ties (k + 1/2) * scale
+    scales = powers if ties_only else st.one_of(powers, floats(1e-3, 4.0))
+    scale = np.array([draw(scales) for _ in range(count)], dtype=np.float32)
+    zp = np.array([draw(st.integers(qmin, qmax)) for _ in range(count)], dtype=np.int64)
+    rows = draw(st.integers(1, 3))
+    kind = draw(st.integers(0, 2)) if not ties_only else 0
+    if kind == 0:  # ties and near-ties of x / scale, in float32
+        m = draw(arrays((rows, n), -40.0, 40.0)).round()
+        nudge = 0.0 if ties_only else draw(st.sampled_from([0.0, 0.0, 1e-7, -1e-7, 6e-8, -6e-8]))
+        x = ((m + 0.5) * scale * (1 + nudge)).astype(np.float32)
+    else:
+        x = draw(arrays((rows, n), -300.0, 300.0, draw(st.sampled_from([np.float32, np.float64]))))
+    return {"x": x, "scale": scale if per_channel else scale[0], "zero_point": zp if per_channel else int(zp[0]),
+            "qmin": qmin, "qmax": qmax, "rounding": draw(st.sampled_from(["half_even", "half_away"])),
+            "dtype": np.int16 if qmin < -128 else draw(st.sampled_from([np.int64, np.int32, np.int16]))}
+
+
+@st.composite
+def _near_tie_cases(draw):
+    case = draw(_quantize_cases(ties_only=True))
+    n = case["x"].shape[1]
+    scale = np.array([draw(floats(1e-3, 4.0)) for _ in range(n)], dtype=np.float32)
+    m = draw(arrays(case["x"].shape, -60.0, 60.0)).round()
+    case.update(x=((m + 0.5) * scale).astype(np.float32), scale=scale,
+                zero_point=np.resize(np.asarray(case["zero_point"]), n))
+    return case
+
+
+def _verify_quantize(fn, case):
+    args = [case[k] for k in ("x", "scale", "zero_point", "qmin", "qmax")]
+    got = fn(*args, rounding=case["rounding"], dtype=case["dtype"])
+    want = quantize_oracle(*args, case["rounding"], case["dtype"])
+    expect_equal(got, want, f"clip(round_{case['rounding']}(float32(x) / float32(scale)) + zero_point, "
+                 f"qmin, qmax) as {np.dtype(case['dtype']).name}")
+
+
+def quantize_laws() -> tuple:
+    near = {"x": np.array([-8.288267], dtype=np.float32), "scale": np.float32(0.09365273), "zero_point": 0,
+            "qmin": -128, "qmax": 127, "rounding": "half_even", "dtype": np.int64}
+    tie_zp = {"x": np.array([0.25, -0.25, 0.75]), "scale": 0.5, "zero_point": 1, "qmin": -128, "qmax": 127,
+              "rounding": "half_even", "dtype": np.int64}
+    away = dict(tie_zp, rounding="half_away")
+    return (
+        Law("contract", "q = clip(round(float32(x) / float32(scale)) + zero_point, qmin, qmax), both "
+            "roundings, per tensor or per channel (last axis), in the dtype asked for",
+            _quantize_cases(), _verify_quantize, 60),
+        Law("ties", "exact ties x / scale = k + 1/2 round half to even or half away from zero, as asked",
+            _quantize_cases(ties_only=True), _verify_quantize, 30),
+        Law("near ties", "x / scale within a float32 rounding of k + 1/2 rounds as the float32 quotient "
+            "does (not as float64, nor as x * (1 / scale))", _near_tie_cases(), _verify_quantize, 40),
+        worked("float32 division: -8.288267 / 0.09365273 is -88.5 in float32 (-88.500003 in float64)",
+               near, _verify_quantize),
+        worked("the zero point is added after rounding: 0.5 + 1 -> 1 (half to even)", tie_zp, _verify_quantize),
+        worked("half away from zero: 0.5 -> 1, -0.5 -> -1, 1.5 -> 2", away, _verify_quantize),
+        unchanged_law(_quantize_cases(), lambda fn, c: fn(c["x"], c["scale"], c["zero_point"], c["qmin"], c["qmax"],
+                                                          rounding=c["rounding"], dtype=c["dtype"])),
+    )
+
+
+@st.composite
+def _dequantize_cases(draw):
+    qmin, qmax = draw(st.sampled_from([(-128, 127), (0, 255), (-8, 7), (-32768, 32767)]))
+    dtype = {-128: np.int8, 0: np.uint8, -8: np.int8, -32768: np.int16}[qmin]
+    n = draw(st.integers(1, 5))
+    q = np.array(draw(st.lists(st.one_of(st.sampled_from([qmin, qmax]), st.integers(qmin, qmax)),
+                               min_size=n, max_size=n)), dtype=dtype)
+    return {"q": q, "scale": np.float32(draw(floats(1e-4, 4.0))),
+            "zero_point": draw(st.one_of(st.sampled_from([qmin, qmax, 0]), st.integers(qmin, qmax)))}
+
+
+def _verify_dequantize(fn, case):
+    q, s, z = case["q"], case["scale"], case["zero_point"]
+    want = np.float32(s) * (q.astype(np.int64) - z).astype(np.float32)
+    expect_equal(fn(q, s, z), want, "float32(scale) * float32(q - zero_point), q - zero_point without wrapping")
+
+
+def dequantize_laws() -> tuple:
+    wrap = {"q": np.array([127, -128], dtype=np.int8), "scale": np.float32(0.5), "zero_point": -128}
+    return (
+        Law("contract", "x = float32(scale) * float32(q - zero_point), float32, no int8 wrap-around",
+            _dequantize_cases(), _verify_dequantize, 30),
+        worked("127 - (-128) = 255 does not wrap in int8", wrap, _verify_dequantize),
+        unchanged_law(_dequantize_cases(), lambda fn, c: fn(c["q"], c["scale"], c["zero_point"])),
+    )
+
+
+# ---------------------------------------------------------------- straight-through estimator
+
+@st.composite
+def _ste_cases(draw):
+    case = draw(_quantize_cases())
+    qmin, qmax, s, z = case["qmin"], case["qmax"], case["scale"], case["zero_point"]
+    edge = draw(st.sampled_from([qmin, qmax]))
+    offsets = draw(arrays(case["x"].shape, -0.7, 0.7))
+    if draw(st.booleans()):  # next to the ends of the grid, where the clamp starts
+        case["x"] = ((edge - np.asarray(z) + offsets) * np.asarray(s)).astype(np.float32)
+    case["grad_out"] = draw(arrays(case["x"].shape, -5.0, 5.0))
+    del case["dtype"]
+    return case
+
+
+def _verify_ste(fn, case):
+    g, x, s, z, qmin, qmax, r = (case[k] for k in ("grad_out", "x", "scale", "zero_point", "qmin", "qmax", "rounding"))
+    q32 = np.asarray(x, dtype=np.float32) / np.asarray(s, dtype=np.float32)
+    rnd = np.rint if r == "half_even" else np.vectorize(_round_away, otypes=[np.float64])
+    pos = np.asarray(rnd(q32.astype(np.float64))) + z
+    want = np.where((pos >= qmin) & (pos <= qmax), g, 0.0)
+    got = fn(g, x, s, z, qmin, qmax, rounding=r)
+    expect_equal(got, want, "grad_out where qmin <= round(x / scale) + zero_point <= qmax (before the "
+                 "clamp), else 0", dtype=False)
+
+
+def ste_laws() -> tuple:
+    edge = {"grad_out": np.array([1.0, 1.0, 1.0, 1.0]), "x": np.array([127.4, 127.6, -128.4, -128.6]),
+            "scale": 1.0, "zero_point": 0, "qmin": -128, "qmax": 127, "rounding": "half_even"}
+    return (
+        Law("straight through", "the gradient passes where the rounded value is inside the grid "
+            "(clamp not active), and is 0 where the clamp acts", _ste_cases(), _verify_ste, 50),
+        worked("127.4 rounds to 127 (passes), 127.6 to 128 (clamped, 0)", edge, _verify_ste),
+        unchanged_law(_ste_cases(), lambda fn, c: fn(c["grad_out"], c["x"], c["scale"], c["zero_point"],
+                                                     c["qmin"], c["qmax"], rounding=c["rounding"])),
+    )
