@@ -189,7 +189,8 @@ def stub_source(name: str) -> str:
     doc = inspect.getdoc(fn) or ""
     quote = 'r"""' if "\\" in doc else '"""'
     body = "\n".join(("    " + ln) if ln else "" for ln in doc.splitlines())
-    return (f"def {name}({', '.join(params)}):\n    {quote}{body.lstrip()}\n    \"\"\"\n"
+    closing = '"""' if "\n" not in doc else '\n    """'  # a one-line docstring closes on its line
+    return (f"def {name}({', '.join(params)}):\n    {quote}{body.lstrip()}{closing}\n"
             f"    raise NotImplementedError(\"{name}: write it (then: python -m nnref check this file)\")")
 
 

@@ -150,8 +150,11 @@ def test_check_runs_definitions_only_not_cells(tmp_path, capsys):
     assert "relu_backward" in capsys.readouterr().out
 
 
-def test_check_refuses_a_missing_path(tmp_path):
-    assert main(["check", str(tmp_path / "nothing.py")]) == 2
+def test_check_refuses_a_missing_path_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["check", str(tmp_path / "nothing.py")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("nnref: error: path: ")
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)

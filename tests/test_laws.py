@@ -116,10 +116,10 @@ def test_a_hand_written_function_passes():
     assert laws.check("relu_backward", relu_backward).passed
 
 
-def test_temporary_adapters_are_marked_and_resolve():
-    """Until issue 9's plain functions are merged, every reference is an adapter."""
-    for name, path in catalog.TEMPORARY_ADAPTERS.items():
-        assert path.startswith("nnref.laws.") and path.endswith(":" + name)
-        assert callable(core.resolve(path))
+def test_every_reference_is_nnrefs_own_plain_function_of_that_name():
+    """One source of truth: the laws check the library's own formula functions."""
     for ex in catalog.EXERCISES:
         assert ex.reference.startswith("nnref.") and ex.reference.endswith(":" + ex.name)
+        assert not ex.reference.startswith("nnref.laws")
+        fn = laws.reference(ex.name)
+        assert callable(fn) and fn.__name__ == ex.name and fn is core.resolve(ex.reference)

@@ -21,7 +21,7 @@ Requires hypothesis (installed by ``requirements.txt``).
 
 from __future__ import annotations
 
-from nnref.laws.catalog import EXERCISES, TEMPORARY_ADAPTERS
+from nnref.laws.catalog import EXERCISES
 from nnref.laws.core import Exercise, Law, LawResult, LawViolation, Report, resolve, run_exercise
 
 __all__ = ["names", "reference", "check", "exercise", "Exercise", "Law", "LawResult", "LawViolation", "Report"]
@@ -73,12 +73,10 @@ def reference(name: str):
     Returns
     -------
     callable
-        The plain function (imported on first use), or, until issue 9's functions are
-        merged, the adapter in ``nnref.laws.adapters`` / ``quant_adapters`` that computes
-        the same thing.
+        The plain function (imported on first use).
     """
     ex = exercise(name)
-    return resolve(TEMPORARY_ADAPTERS.get(name, ex.reference))
+    return resolve(ex.reference)
 
 
 def check(name: str, fn, max_examples: int | None = None) -> Report:

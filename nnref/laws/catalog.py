@@ -1,9 +1,7 @@
 """The exercises in course order: name, tutorial, nnref's implementation, laws.
 
-``reference`` is the plain function of issue 9 (``"module:attribute"``).
-:data:`TEMPORARY_ADAPTERS` maps the names whose plain function is not in this branch yet
-to an adapter computing the same thing with nnref's current public API; after the merge
-it becomes empty and ``nnref.laws.adapters`` / ``nnref.laws.quant_adapters`` go.
+``reference`` is nnref's plain formula function (``"module:attribute"``), imported on
+first use: the arithmetic only, without the checks of the public API around it.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 from nnref.laws import clipping, integer, optimizers, quantization, training
 from nnref.laws.core import Exercise
 
-__all__ = ["EXERCISES", "TEMPORARY_ADAPTERS"]
+__all__ = ["EXERCISES"]
 
 _T = [  # name, tutorial, reference, summary, laws
     ("linear_backward", "01", "nnref.layers", "dx, dW, db of y = x W + b", training.linear_backward_laws),
@@ -59,16 +57,3 @@ _T = [  # name, tutorial, reference, summary, laws
 ]
 
 EXERCISES = tuple(Exercise(name, tut, f"{module}:{name}", summary, laws()) for name, tut, module, summary, laws in _T)
-
-_TRAINING_ADAPTED = {"linear_backward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward", "tanh_backward",
-                     "sigmoid_backward", "cross_entropy_loss_and_grad", "sgd_update", "adam_update",
-                     "clip_grads_by_value", "clip_grad_by_norm", "clip_grads_by_global_norm", "adaptive_clip_grad"}
-
-_PUBLIC_ALREADY = {"quantize_bias", "quantize_multiplier"}  # nnref's public functions, no adapter needed
-
-# TEMPORARY (issue 9 not merged yet): every plain function points at an adapter. The
-# integrator empties this after merging them (tests/test_laws.py then checks those).
-TEMPORARY_ADAPTERS = {
-    e.name: ("nnref.laws.adapters:" if e.name in _TRAINING_ADAPTED else "nnref.laws.quant_adapters:") + e.name
-    for e in EXERCISES if e.name not in _PUBLIC_ALREADY
-}
