@@ -12,14 +12,18 @@ import tflite
 from nnref.data import load_digits
 from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
-from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, quantize_model
+from nnref.quant import quantize_model
+from nnref.quant.fixed_point import quantize_multiplier
 from nnref.quant.profiles import (
     ENGINE_INPUT_ROUNDINGS,
     ENGINE_PROFILES,
     profile_forward,
+    profile_multipliers,
     profile_requantized,
+    profile_scaled,
     quantize_input_as,
 )
+from nnref.quant.qlayer import tflite_real_multiplier
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid",
@@ -113,7 +117,7 @@ def test_what_from_tflite_reads(digits):
     relu6 = from_tflite(fixture("digits_relu6"))
     assert relu6.layers[0].activation == "relu"  # its ReLU6 clamp ends at 127: ReLU's
     per_tensor = from_tflite(fixture("digits_relu_per_tensor")).layers[0]
-    assert np.unique(per_tensor.w_qparams.scale).size == 1
+    assert not per_tensor.w_qparams.per_channel and per_tensor.w_qparams.scale.shape == ()
     assert read_tflite(fixture("digits_sigmoid")).operators == (
         "QUANTIZE", "FULLY_CONNECTED", "LOGISTIC", "FULLY_CONNECTED", "DEQUANTIZE")
 
@@ -138,23 +142,56 @@ def test_quantize_model_chooses_the_converters_parameters(digits):
         assert abs(a.out_qparams.scale - b.out_qparams.scale) <= np.spacing(b.out_qparams.scale)
 
 
-def test_litert_2_computes_a_per_tensor_multiplier_in_double_precision(digits):
-    """Why from_tflite gives a per-tensor scale to every channel: QuantizedLayer's per-tensor
-    order (float32 product s_in * s_w, TensorFlow Lite 1.x/2.x GetQuantizedConvolutionMultipler)
-    is off by one on the per-tensor fixture; LiteRT 2.x's double-precision order is exact."""
+def per_tensor_fixture_grids(info):
+    """The per-tensor fixture's activation grids, in quantize_model's order."""
+    return [info.model.input_qparams] + [layer.out_qparams for layer in info.model.layers]
+
+
+def test_quantize_model_per_tensor_multipliers_match_litert_reference_kernels(digits):
+    """quantize_model's own per-tensor conversion of the fixture's float model, given the
+    converter's activation grids: the same integers and multipliers as the file, and 0
+    differing logits against LiteRT's reference kernels on every digits image. The older
+    float32-product order (rounding s_in * s_w to float32 first) misses some of them."""
     info = read_tflite(fixture("digits_relu_per_tensor"))
+    ours = quantize_model(MLP.load(FIXTURES / "digits_relu_float.npz"), None,
+                          weight_scheme="tflite_int8_weights_per_tensor",
+                          activation_qparams=per_tensor_fixture_grids(info))
+    for a, b in zip(ours.layers, info.model.layers):
+        assert not a.w_qparams.per_channel and a.w_qparams == b.w_qparams
+        assert np.array_equal(a.w_q, b.w_q) and np.array_equal(a.bias_q, b.bias_q)
+        assert np.array_equal(a.m0, b.m0) and np.array_equal(a.shift, b.shift)
     reference = run_litert(info.path, digits, "litert_reference")[info.layer_tensors[-1][1]]
-    layers = []
-    for layer in info.model.layers:
-        qp = layer.w_qparams
-        per_tensor = QParams(scale=qp.scale[0], zero_point=np.int32(0), qmin=qp.qmin, qmax=qp.qmax, bits=8,
-                             signed=True, scheme="symmetric", narrow_range=qp.narrow_range)
-        layers.append(QuantizedLayer(layer.w_q, layer.bias_q, per_tensor, layer.in_qparams, layer.out_qparams,
-                                     layer.activation))
-    float32_order = QuantizedMLP(layers, info.model.input_qparams)
-    x_q = info.model.quantize_input(digits)
-    assert np.array_equal(info.model.forward_int(x_q), reference)
-    assert 0 < np.count_nonzero(float32_order.forward_int(x_q) != reference) <= 5
+    x_q = ours.quantize_input(digits)
+    assert np.count_nonzero(ours.forward_int(x_q) != reference) == 0
+    h = x_q  # the same layers with the float32-product multiplier, single rounding
+    for layer in ours.layers:
+        m0, shift = quantize_multiplier(tflite_real_multiplier(
+            layer.in_qparams.scale, layer.w_qparams.scale, layer.out_qparams.scale, layer.out_features,
+            order="float32_product"))
+        scaled = profile_scaled("single", layer.trace(h)["acc_bias"], m0, shift, layer.float_multiplier)
+        h = np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
+    assert 0 < np.count_nonzero(h != reference) <= 5
+
+
+def test_litert_optimized_takes_a_per_tensor_multiplier_in_float32_product_order():
+    """The (m0, shift) LiteRT 2.3's optimized FULLY_CONNECTED passes to its kernel for the
+    per-tensor fixture (read under a debugger from the kernel's parameters; its
+    ``GetQuantizedConvolutionMultipler`` rounds s_in * s_w to float32): the
+    "float32_product" order, which the "double_up" profile uses for per-tensor layers.
+    QuantizedLayer keeps the reference kernels' all-double order. No digits or random
+    input lands where the two orders differ after double_up's two roundings, so the
+    optimized kernels' outputs cannot tell them apart here."""
+    model = from_tflite(fixture("digits_relu_per_tensor"))
+    engine = [(2044811629, -9), (1175652519, -8)]
+    double = [(2044811559, -9), (1175652552, -8)]
+    for layer, want, own in zip(model.layers, engine, double):
+        m0, shift = profile_multipliers(layer, "double_up")
+        assert (set(m0.tolist()), set(shift.tolist())) == ({want[0]}, {want[1]})
+        assert (set(layer.m0.tolist()), set(layer.shift.tolist())) == ({own[0]}, {own[1]})
+        for profile in ("single", "double", "float32"):
+            assert profile_multipliers(layer, profile)[0] is layer.m0
+    per_channel = from_tflite(fixture("digits_relu_per_channel")).layers[0]
+    assert profile_multipliers(per_channel, "double_up")[0] is per_channel.m0
 
 
 # --------------------------------------------------------------------------- errors
