@@ -283,7 +283,18 @@ def profile_multipliers(layer, profile: str) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     (numpy.ndarray of int32, numpy.ndarray of int32), each of shape (layer.out_features,).
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not a QuantizedLayer.
+    ValueError
+        An unknown profile.
     """
+    if not isinstance(layer, QuantizedLayer):
+        raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
     if profile == "double_up" and not layer.w_qparams.per_channel:
         real = tflite_real_multiplier(layer.in_qparams.scale, layer.w_qparams.scale, layer.linear_qparams.scale,
                                       layer.out_features, order="float32_product")
