@@ -106,8 +106,10 @@ def tflite_real_multiplier(s_in, s_w, s_out, n: int, order: str = "double") -> n
     References
     ----------
     LiteRT ``tflite/kernels/kernel_util.cc`` (``PopulateConvolutionQuantizationParams``,
-    ``GetQuantizedConvolutionMultipler``) and ``tflite/kernels/fully_connected.cc``
-    (``PrepareImpl``); TensorFlow Lite Micro ``kernels/fully_connected_common.cc``.
+    ``GetQuantizedConvolutionMultipler``), ``tflite/kernels/fully_connected.cc``
+    (``PrepareImpl``) and ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``
+    (the overloads taking the float scales: ``round(double(acc) * M)``); TensorFlow Lite
+    Micro ``kernels/fully_connected_common.cc`` (``CalculateOpDataFullyConnected``).
     """
     s_in, s_out = np.float32(s_in), np.float32(s_out)
     s_w = np.asarray(s_w, dtype=np.float32)
