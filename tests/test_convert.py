@@ -33,9 +33,11 @@ from nnref.quant.convert import (
     quantize_model,
     quantize_weights,
 )
+from nnref.quant.fixed_point import quantize_multiplier
 from nnref.quant.kernels import qlinear_matmul, quantized_linear
 from nnref.quant.observers import MovingAverageMinMaxObserver, PercentileObserver, PerChannelMinMaxObserver
 from nnref.quant.ops import dequantize
+from nnref.quant.qlayer import tflite_real_multiplier
 from nnref.quant.qparams import QParams, QScheme
 from nnref.train import fit
 from strategies import int8_arrays, seeds
@@ -509,28 +511,45 @@ def test_converted_model_records_tflite_parameters(relu_model, relu_qmodel, digi
         expected_m = [float(layer.in_qparams.scale) * float(s) / float(layer.out_qparams.scale)
                       for s in layer.w_qparams.scale]
         assert layer.real_multiplier.tolist() == expected_m
-    # Per tensor: TFLite GetQuantizedConvolutionMultipler takes the scale product in float32
-    # and widens only that: M = double(float32(s_in) * float32(s_w)) / double(s_out).
+    # Per tensor: the one scale in the same all-double order, as LiteRT 2.x's reference
+    # FULLY_CONNECTED computes it: M = double(s_in) * double(s_w) / double(s_out).
     q_pt = quantize_model(relu_model, x_tr, weight_scheme="tflite_int8_weights_per_tensor")
     for layer in q_pt.layers:
         assert not layer.w_qparams.per_channel
-        s_in, s_w = np.float32(layer.in_qparams.scale), np.float32(layer.w_qparams.scale)
-        expected = float(np.float32(s_in * s_w)) / float(layer.out_qparams.scale)
+        expected = float(layer.in_qparams.scale) * float(layer.w_qparams.scale) / float(layer.out_qparams.scale)
         assert layer.real_multiplier.tolist() == [expected] * layer.out_features
 
 
-def test_per_tensor_multiplier_takes_the_scale_product_in_float32():
-    # A triple where the order shows in m0: TFLite computes
+def test_per_tensor_multiplier_order_worked_values():
+    # A triple where the order shows in m0: the all-double product (QuantizedLayer, LiteRT's
+    # reference kernels) gives (1372340950, -4); GetQuantizedConvolutionMultipler's
     # double(float32(0.6373247504234314) * float32(0.02743261121213436)) / 0.4377395212650299
-    # -> QuantizeMultiplier -> (1372340954, -4); the all-double product gives 1372340950.
+    # (LiteRT's optimized kernels, TensorFlow Lite Micro) gives (1372340954, -4).
     s_in, s_w, s_out = 0.6373247504234314, 0.02743261121213436, 0.4377395212650299
-    layer = QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), weight_qp(s_w),
-                           act_qp(s_in, 0), act_qp(s_out, 0))
-    assert (int(layer.m0[0]), int(layer.shift[0])) == (1372340954, -4)
-    # Per channel with the same single scale keeps TFLite's per-channel (all-double) order.
-    layer_pc = QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), weight_qp([s_w]),
-                              act_qp(s_in, 0), act_qp(s_out, 0))
-    assert (int(layer_pc.m0[0]), int(layer_pc.shift[0])) == (1372340950, -4)
+    for w_qp in (weight_qp(s_w), weight_qp([s_w])):  # per tensor and per channel alike
+        layer = QuantizedLayer(np.array([[1]], np.int8), np.zeros(1, np.int32), w_qp,
+                               act_qp(s_in, 0), act_qp(s_out, 0))
+        assert (int(layer.m0[0]), int(layer.shift[0])) == (1372340950, -4)
+    older = tflite_real_multiplier(np.float32(s_in), np.float32(s_w), np.float32(s_out), 1, order="float32_product")
+    assert tuple(int(v[0]) for v in quantize_multiplier(older)) == (1372340954, -4)
+
+
+positive_float32_scales = st.floats(min_value=2.0**-20, max_value=2.0**10, width=32)
+
+
+@given(positive_float32_scales, positive_float32_scales, positive_float32_scales, st.integers(1, 5))
+def test_real_multiplier_orders_laws(s_in, s_w, s_out, n):
+    s_in, s_w, s_out = np.float32(s_in), np.float32(s_w), np.float32(s_out)
+    per_tensor = tflite_real_multiplier(s_in, s_w, s_out, n)
+    per_channel = tflite_real_multiplier(s_in, np.full(n, s_w, np.float32), s_out, n)
+    older = tflite_real_multiplier(s_in, s_w, s_out, n, order="float32_product")
+    assert per_tensor.dtype == older.dtype == np.float64 and per_tensor.shape == older.shape == (n,)
+    assert np.array_equal(per_tensor, per_channel)  # one formula: the scale given to every channel
+    exact = Fraction(float(s_in)) * Fraction(float(s_w)) / Fraction(float(s_out))
+    assert abs(Fraction(float(per_tensor[0])) - exact) <= exact * Fraction(1, 2**52)  # two double roundings
+    # The float32 product is off by at most half a float32 ulp (relative 2**-24), then divided.
+    assert abs(Fraction(float(older[0])) - exact) <= exact * (Fraction(1, 2**24) + Fraction(1, 2**51))
+    assert older[0] == np.float64(s_in * s_w) / np.float64(s_out)
 
 
 @pytest.mark.parametrize("s_in, s_w, s_out", [(0.5, 0.25, 1e-45), (1e36, 1e36, 1.0), (1e30, 1e-5, 1e-30)])

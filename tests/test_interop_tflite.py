@@ -12,14 +12,18 @@ import tflite
 from nnref.data import load_digits
 from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
-from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, quantize_model
+from nnref.quant import quantize_model
+from nnref.quant.fixed_point import quantize_multiplier
 from nnref.quant.profiles import (
     ENGINE_INPUT_ROUNDINGS,
     ENGINE_PROFILES,
     profile_forward,
+    profile_multipliers,
     profile_requantized,
+    profile_scaled,
     quantize_input_as,
 )
+from nnref.quant.qlayer import tflite_real_multiplier
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MODELS = ["digits_relu_per_channel", "digits_relu_per_tensor", "digits_relu6", "digits_tanh", "digits_sigmoid",
@@ -113,7 +117,7 @@ def test_what_from_tflite_reads(digits):
     relu6 = from_tflite(fixture("digits_relu6"))
     assert relu6.layers[0].activation == "relu"  # its ReLU6 clamp ends at 127: ReLU's
     per_tensor = from_tflite(fixture("digits_relu_per_tensor")).layers[0]
-    assert np.unique(per_tensor.w_qparams.scale).size == 1
+    assert not per_tensor.w_qparams.per_channel and per_tensor.w_qparams.scale.shape == ()
     assert read_tflite(fixture("digits_sigmoid")).operators == (
         "QUANTIZE", "FULLY_CONNECTED", "LOGISTIC", "FULLY_CONNECTED", "DEQUANTIZE")
 
@@ -138,23 +142,98 @@ def test_quantize_model_chooses_the_converters_parameters(digits):
         assert abs(a.out_qparams.scale - b.out_qparams.scale) <= np.spacing(b.out_qparams.scale)
 
 
-def test_litert_2_computes_a_per_tensor_multiplier_in_double_precision(digits):
-    """Why from_tflite gives a per-tensor scale to every channel: QuantizedLayer's per-tensor
-    order (float32 product s_in * s_w, TensorFlow Lite 1.x/2.x GetQuantizedConvolutionMultipler)
-    is off by one on the per-tensor fixture; LiteRT 2.x's double-precision order is exact."""
+def per_tensor_fixture_grids(info):
+    """The per-tensor fixture's activation grids, in quantize_model's order."""
+    return [info.model.input_qparams] + [layer.out_qparams for layer in info.model.layers]
+
+
+def test_quantize_model_per_tensor_multipliers_match_litert_reference_kernels(digits):
+    """quantize_model's own per-tensor conversion of the fixture's float model, given the
+    converter's activation grids: the same integers and multipliers as the file, and 0
+    differing logits against LiteRT's reference kernels on every digits image. The older
+    float32-product order (rounding s_in * s_w to float32 first) misses two of them."""
     info = read_tflite(fixture("digits_relu_per_tensor"))
+    ours = quantize_model(MLP.load(FIXTURES / "digits_relu_float.npz"), None,
+                          weight_scheme="tflite_int8_weights_per_tensor",
+                          activation_qparams=per_tensor_fixture_grids(info))
+    for a, b in zip(ours.layers, info.model.layers):
+        assert not a.w_qparams.per_channel and a.w_qparams == b.w_qparams
+        assert np.array_equal(a.w_q, b.w_q) and np.array_equal(a.bias_q, b.bias_q)
+        assert np.array_equal(a.m0, b.m0) and np.array_equal(a.shift, b.shift)
     reference = run_litert(info.path, digits, "litert_reference")[info.layer_tensors[-1][1]]
-    layers = []
-    for layer in info.model.layers:
-        qp = layer.w_qparams
-        per_tensor = QParams(scale=qp.scale[0], zero_point=np.int32(0), qmin=qp.qmin, qmax=qp.qmax, bits=8,
-                             signed=True, scheme="symmetric", narrow_range=qp.narrow_range)
-        layers.append(QuantizedLayer(layer.w_q, layer.bias_q, per_tensor, layer.in_qparams, layer.out_qparams,
-                                     layer.activation))
-    float32_order = QuantizedMLP(layers, info.model.input_qparams)
-    x_q = info.model.quantize_input(digits)
-    assert np.array_equal(info.model.forward_int(x_q), reference)
-    assert 0 < np.count_nonzero(float32_order.forward_int(x_q) != reference) <= 5
+    x_q = ours.quantize_input(digits)
+    assert np.count_nonzero(ours.forward_int(x_q) != reference) == 0
+    h = x_q  # the same layers with the float32-product multiplier, single rounding
+    for layer in ours.layers:
+        m0, shift = quantize_multiplier(tflite_real_multiplier(
+            layer.in_qparams.scale, layer.w_qparams.scale, layer.linear_qparams.scale, layer.out_features,
+            order="float32_product"))
+        scaled = profile_scaled("single", layer.trace(h)["acc_bias"], m0, shift, layer.float_multiplier)
+        h = np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
+    assert np.count_nonzero(h != reference) == 2  # of 17,970 (README's engine table)
+
+
+def test_litert_optimized_takes_a_per_tensor_multiplier_in_float32_product_order():
+    """The (m0, shift) LiteRT 2.3's optimized FULLY_CONNECTED passes to its kernel for the
+    per-tensor fixture (read under a debugger from the kernel's parameters; its
+    ``GetQuantizedConvolutionMultipler`` rounds s_in * s_w to float32): the
+    "float32_product" order, which the "double_up" profile uses for per-tensor layers.
+    QuantizedLayer keeps the reference kernels' all-double order. No digits or random
+    input lands where the two orders differ after double_up's two roundings, so the
+    optimized kernels' outputs cannot tell them apart here."""
+    model = from_tflite(fixture("digits_relu_per_tensor"))
+    engine = [(2044811629, -9), (1175652519, -8)]
+    double = [(2044811559, -9), (1175652552, -8)]
+    for layer, want, own in zip(model.layers, engine, double):
+        m0, shift = profile_multipliers(layer, "double_up")
+        assert (set(m0.tolist()), set(shift.tolist())) == ({want[0]}, {want[1]})
+        assert (set(layer.m0.tolist()), set(layer.shift.tolist())) == ({own[0]}, {own[1]})
+        for profile in ("single", "double", "float32"):
+            assert profile_multipliers(layer, profile)[0] is layer.m0
+    per_channel = from_tflite(fixture("digits_relu_per_channel")).layers[0]
+    assert profile_multipliers(per_channel, "double_up")[0] is per_channel.m0
+
+
+def inputs_with_accumulators(layer, col: int, targets, seed: int = 0) -> np.ndarray:
+    """int8 rows whose accumulator (bias included) in column ``col`` of ``layer`` is each
+    target: random rows, then the remainder paid off input by input, largest weight first."""
+    w, rng, rows = layer.w_q[:, col].astype(np.int64), np.random.default_rng(seed), []
+    for target in targets:
+        while True:
+            u = rng.integers(0, 256, size=w.size)  # x_q - zp_in
+            need = target - int(layer.bias_q[col]) - int(u @ w)
+            for k in np.argsort(-np.abs(w)):
+                if need and w[k]:
+                    new = int(np.clip(u[k] + need // w[k], 0, 255))
+                    need, u[k] = need - (new - u[k]) * w[k], new
+            if need == 0:
+                rows.append(u + layer.zp_in)
+                break
+    return np.array(rows, dtype=np.int8)
+
+
+def test_litert_reference_kernels_multiply_by_m_in_double_not_in_fixed_point():
+    """Where nnref's single-rounding fixed point and LiteRT 2.3's reference FULLY_CONNECTED
+    part: the reference kernels multiply the accumulator by M = double(s_in) * double(s_w) /
+    double(s_out) in double precision and round half away from zero; the fixed point uses
+    m0 * 2**(shift - 31), M rounded to 31 bits. In column 17 of digits_relu6's first layer,
+    acc * M lies less than 1e-8 above 20.5, 61.5 and 102.5 for these accumulators, and the
+    31-bit multiplier puts them just below (found by trying every accumulator of every
+    fixture in the output range; no digits image reaches one): the engine gives 21, 62,
+    103, nnref 20, 61, 102."""
+    info = read_tflite(fixture("digits_relu6"))
+    layer, col = info.model.layers[0], 17
+    x_q = inputs_with_accumulators(layer, col, (18748, 56244, 93740))
+    x = (x_q.astype(np.float32) - np.float32(layer.zp_in)) * info.model.input_qparams.scale
+    assert np.array_equal(quantize_input_as(info.model, x, ENGINE_INPUT_ROUNDINGS["litert_reference"]), x_q)
+    acc = layer.trace(x_q)["acc_bias"][:, col]
+    assert acc.tolist() == [18748, 56244, 93740]
+    above_tie = acc * layer.real_multiplier[col] - np.array([20.5, 61.5, 102.5])
+    fixed = acc * (int(layer.m0[col]) * 2.0 ** (int(layer.shift[col]) - 31)) - np.array([20.5, 61.5, 102.5])
+    assert np.all((above_tie > 0) & (above_tie < 1e-8)) and np.all(fixed < 0)
+    engine = run_litert(info.path, x, "litert_reference")[info.layer_tensors[0][0]][:, col]
+    assert (engine.astype(np.int64) - layer.zp_lin).tolist() == [21, 62, 103]
+    assert (layer.trace(x_q)["out"][:, col].astype(np.int64) - layer.zp_lin).tolist() == [20, 61, 102]
 
 
 # --------------------------------------------------------------------------- errors

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nnref.quant import quantize_multiplier
+from nnref.quant import QParams, QuantizedLayer, quantize_multiplier
 from nnref.quant.profiles import (
     ENGINE_INPUT_ROUNDINGS,
     ENGINE_PROFILES,
@@ -20,6 +20,7 @@ from nnref.quant.profiles import (
     float32_formula,
     input_rounding_formula,
     profile_forward,
+    profile_multipliers,
     profile_scaled,
     quantize_input_as,
     rounding_shift_ties_up,
@@ -195,6 +196,21 @@ def test_bad_arguments_are_named(kwargs, error, text):
     args.update(kwargs)
     with pytest.raises(error, match=text):
         profile_scaled(args["profile"], args["acc"], args["m0"], args["shift"], args["float_multiplier"])
+
+
+def test_profile_multipliers_names_bad_arguments():
+    with pytest.raises(TypeError, match="layer: expected a QuantizedLayer"):
+        profile_multipliers("layer", "single")
+    layer = QuantizedLayer(np.ones((2, 3), np.int8), np.zeros(3, np.int32),
+                           QParams(scale=np.float32(0.5), zero_point=np.int32(0), qmin=-127, qmax=127, bits=8,
+                                   signed=True, scheme="symmetric", narrow_range=True),
+                           *[QParams(scale=np.float32(s), zero_point=np.int32(0), qmin=-128, qmax=127, bits=8,
+                                     signed=True) for s in (0.25, 0.125)])
+    with pytest.raises(ValueError, match="profile: expected one of"):
+        profile_multipliers(layer, "nearest")
+    # 0.25 * 0.5 / 0.125 = 1 exactly in either order: the same (m0, shift) for every profile
+    for profile in PROFILES:
+        assert [a.tolist() for a in profile_multipliers(layer, profile)] == [[2**30] * 3, [1] * 3]
 
 
 def test_profile_forward_with_the_model_profile_is_forward_int():

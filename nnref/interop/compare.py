@@ -43,6 +43,7 @@ from nnref.quant.profiles import (
     PROFILES,
     model_profile,
     profile_forward,
+    profile_multipliers,
     profile_requantized,
     quantize_input_as,
 )
@@ -164,9 +165,9 @@ def _layer_stage(model, l: int, h, requantized, reference: str, limit: int):
     values = {p: profile_requantized(layer, acc, p) for p in PROFILES}
     per = {p: int(np.count_nonzero(v != requantized)) for p, v in values.items()}
     stage = Stage(f"layer {l}", int(requantized.size), per[reference], per)
-    details = []
+    details, (m0, shift) = [], profile_multipliers(layer, reference)  # the engine's own multiplier
     for row, col in np.argwhere(values[reference] != requantized)[:limit]:
-        details.append(Mismatch(l, int(row), int(col), int(acc[row, col]), int(layer.m0[col]), int(layer.shift[col]),
+        details.append(Mismatch(l, int(row), int(col), int(acc[row, col]), int(m0[col]), int(shift[col]),
                                 float(layer.real_multiplier[col]), int(requantized[row, col]),
                                 {p: int(v[row, col]) for p, v in values.items()}))
     return stage, details

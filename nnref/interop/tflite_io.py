@@ -12,9 +12,11 @@ output channel, ``quantized_dimension`` 0, or per tensor), int32 biases, and ReL
 ReLU6 fused into the FULLY_CONNECTED as a clamp. :func:`read_tflite` checks every one of
 these facts, names the operator (and its index) or the tensor it refuses, and builds the
 layers through :class:`~nnref.quant.QuantizedLayer`'s public constructor, which derives
-the multipliers exactly as LiteRT's FULLY_CONNECTED ``Prepare`` does:
-``PopulateConvolutionQuantizationParams`` per channel and
-``GetQuantizedConvolutionMultipler`` per tensor (see :class:`~nnref.quant.QuantizedLayer`).
+the multipliers as LiteRT's reference FULLY_CONNECTED does, ``double(s_in) *
+double(s_w) / double(s_out)`` per channel and per tensor (order ``"double"`` of
+:func:`~nnref.quant.qlayer.tflite_real_multiplier`; LiteRT's optimized kernels take a
+per-tensor multiplier in the ``"float32_product"`` order, which the ``"double_up"``
+profile of :mod:`nnref.quant.profiles` follows).
 """
 
 from __future__ import annotations
@@ -166,13 +168,11 @@ def _weights(g: _Graph, w_idx: int, b_idx: int, where: str):
         raise ValueError(f"{g.path}: {where}: weights {g.describe(w_idx)}: expected 1 scale or {n} along "
                          f"the output axis 0, got {scale.size} along axis {axis}")
     narrow = int(w.min()) >= -127
-    # A per-tensor scale is given to every column: LiteRT 2.x's FULLY_CONNECTED computes
-    # its multiplier as double(s_in) * double(s_w) / double(s_out) in both cases (measured:
-    # the per-tensor fixture's reference-kernel outputs), which is QuantizedLayer's
-    # per-channel order; its per-tensor order rounds s_in * s_w to float32 first.
-    w_qp = QParams(scale=np.broadcast_to(scale, (n,)), zero_point=np.zeros(n, np.int32),
+    per_tensor = scale.size == 1  # LiteRT: per channel only when there is more than one scale
+    w_qp = QParams(scale=scale[0] if per_tensor else scale,
+                   zero_point=np.int32(0) if per_tensor else np.zeros(n, np.int32),
                    qmin=-127 if narrow else -128, qmax=127, bits=8, signed=True,
-                   axis=-1, scheme="symmetric", narrow_range=narrow)
+                   axis=None if per_tensor else -1, scheme="symmetric", narrow_range=narrow)
     if b_idx < 0:
         bias = np.zeros(n, np.int32)
     else:

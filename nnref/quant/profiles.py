@@ -14,7 +14,9 @@ of a few lines, measured element for element against the engine it names
     float32     rint(float32(acc) * float32(M))             XNNPACK, onnxruntime
 
 with ``l = max(shift, 0)``, ``r = max(-shift, 0)``, ``(m0, shift) =
-quantize_multiplier(M)``, SRDHM gemmlowp's saturating rounding doubling high multiply
+quantize_multiplier(M)`` (``M`` in double; for ``double_up`` with per-tensor weights the
+scale product is rounded to float32 first, as LiteRT's optimized FULLY_CONNECTED does:
+:func:`profile_multipliers`), SRDHM gemmlowp's saturating rounding doubling high multiply
 (ties toward +infinity), RDBPOT its rounding divide by a power of two (ties away from
 zero) and RSHIFT_UP a rounding right shift with ties toward +infinity,
 ``floor((x + 2**(r-1)) / 2**r)``. The two double roundings differ only when the first
@@ -54,9 +56,11 @@ from nnref.quant.convert import QuantizedLayer, QuantizedMLP
 from nnref.quant.fixed_point import (
     INT32_MIN,
     multiply_by_quantized_multiplier,
+    quantize_multiplier,
     saturating_rounding_doubling_high_mul,
 )
 from nnref.quant.ops import round_half_away
+from nnref.quant.qlayer import tflite_real_multiplier
 
 __all__ = [
     "PROFILES",
@@ -69,6 +73,7 @@ __all__ = [
     "double_up_formula",
     "float32_formula",
     "profile_scaled",
+    "profile_multipliers",
     "profile_requantized",
     "profile_forward",
     "model_profile",
@@ -78,7 +83,8 @@ __all__ = [
 PROFILES = {
     "single": "LiteRT reference kernels (TFLITE_SINGLE_ROUNDING): one rounding, ties toward +inf",
     "double": "gemmlowp / Jacob et al. 2018: SRDHM then RDBPOT (ties away from zero)",
-    "double_up": "LiteRT optimized kernels (ruy), no delegate: SRDHM then a right shift with ties toward +inf",
+    "double_up": "LiteRT optimized kernels (ruy), no delegate: SRDHM then a right shift with ties toward +inf "
+                 "(a per-tensor multiplier in the float32-product order, GetQuantizedConvolutionMultipler)",
     "float32": "XNNPACK (LiteRT's default delegate) and onnxruntime: float32 product, ties to even",
 }
 #: How an engine path quantizes the float input (QUANTIZE / QuantizeLinear), by name.
@@ -260,11 +266,48 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray
     return float32_formula(acc, float_multiplier)
 
 
+def profile_multipliers(layer, profile: str) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-point ``(m0, shift)`` the engine of ``profile`` uses for ``layer``.
+
+    The layer's own (order ``"double"`` of
+    :func:`~nnref.quant.qlayer.tflite_real_multiplier`), except ``"double_up"`` with
+    per-tensor weights: LiteRT's optimized FULLY_CONNECTED takes that multiplier from
+    ``GetQuantizedConvolutionMultipler``, order ``"float32_product"``.
+
+    Parameters
+    ----------
+    layer : QuantizedLayer
+    profile : str
+        A key of :data:`PROFILES`.
+
+    Returns
+    -------
+    (numpy.ndarray of int32, numpy.ndarray of int32), each of shape (layer.out_features,).
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not a QuantizedLayer.
+    ValueError
+        An unknown profile.
+    """
+    if not isinstance(layer, QuantizedLayer):
+        raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
+    if profile == "double_up" and not layer.w_qparams.per_channel:
+        real = tflite_real_multiplier(layer.in_qparams.scale, layer.w_qparams.scale, layer.linear_qparams.scale,
+                                      layer.out_features, order="float32_product")
+        return quantize_multiplier(real)
+    return layer.m0, layer.shift
+
+
 def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray:
     """A :class:`~nnref.quant.QuantizedLayer`'s requantized int8 output under ``profile``.
 
-    ``clamp(profile_scaled(acc_bias) + zp, act_min, act_max)`` as int8, with the layer's
-    multipliers, zero point and clamp bounds: the value LiteRT's FULLY_CONNECTED writes
+    ``clamp(profile_scaled(acc_bias) + zp, act_min, act_max)`` as int8, with the
+    profile's multipliers (:func:`profile_multipliers`) and the layer's zero point and
+    clamp bounds: the value LiteRT's FULLY_CONNECTED writes
     (before a TANH / LOGISTIC table, which ``layer.lut`` then applies).
 
     Parameters
@@ -281,8 +324,8 @@ def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray
     """
     if not isinstance(layer, QuantizedLayer):
         raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
-    scaled = profile_scaled(profile, acc_bias, layer.m0, layer.shift,
-                            np.asarray(layer.float_multiplier, dtype=np.float32))
+    m0, shift = profile_multipliers(layer, profile)
+    scaled = profile_scaled(profile, acc_bias, m0, shift, np.asarray(layer.float_multiplier, dtype=np.float32))
     return np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
 
 

@@ -42,43 +42,80 @@ from nnref.quant.kernels import (
 from nnref.quant.lut import LUT_ACTIVATIONS, lookup
 from nnref.quant.qparams import QParams
 
-__all__ = ["ACTIVATION_KINDS", "REQUANTIZATIONS", "ROUNDINGS", "METHODS", "QuantizedLayer",
-           "tflite_real_multiplier"]
+__all__ = ["ACTIVATION_KINDS", "REQUANTIZATIONS", "ROUNDINGS", "METHODS", "MULTIPLIER_ORDERS",
+           "QuantizedLayer", "tflite_real_multiplier"]
 
 ACTIVATION_KINDS = ("none", "relu", "tanh", "sigmoid", "leaky_relu")
 REQUANTIZATIONS = ("fixed_point", "float")
 ROUNDINGS = ("single", "double")
 METHODS = ("auto", "int")
+#: The orders of :func:`tflite_real_multiplier`: ``"double"`` (QuantizedLayer, LiteRT's
+#: reference kernels) and ``"float32_product"`` (LiteRT's optimized kernels and TensorFlow
+#: Lite Micro, per-tensor weights).
+MULTIPLIER_ORDERS = ("double", "float32_product")
 _QMIN, _QMAX = -128, 127
 
 
-def tflite_real_multiplier(s_in, s_w, s_out, n: int) -> np.ndarray:
+def tflite_real_multiplier(s_in, s_w, s_out, n: int, order: str = "double") -> np.ndarray:
     """TensorFlow Lite's real requantization multiplier ``M[j]`` (plain).
 
-    Formula: per tensor (``s_w`` a scalar; ``GetQuantizedConvolutionMultipler``, which
-    FullyConnected calls) the scale product is taken in float32, then widened::
+    Formula, ``order="double"`` (the default; per channel, and per tensor with the one
+    scale given to every channel): every factor is widened to double first::
+
+        M[j] = double(s_in) * double(s_w[j]) / double(s_out)
+
+    ``order="float32_product"`` (per tensor only, ``GetQuantizedConvolutionMultipler``):
+    the scale product is rounded to float32, then widened::
 
         M = double(float32(s_in) * float32(s_w)) / double(s_out)
 
-    per channel (``PopulateConvolutionQuantizationParams``) every factor is widened
-    first: ``M[j] = double(s_in) * double(s_w[j]) / double(s_out)``.
+    The two differ by at most one float32 rounding (relative ``2**-24``), which moves
+    ``m0`` by tens of units and, rarely, an output by one.
 
     Parameters
     ----------
     s_in, s_out : float32
     s_w : float32 or ndarray of float32, shape (n,)
+        A scalar is a per-tensor scale.
     n : int
         The number of output channels.
+    order : {"double", "float32_product"}
+        Which engine's arithmetic (:data:`MULTIPLIER_ORDERS`). Engines use
+        ``"float32_product"`` for a scalar ``s_w`` only; given an array it is applied
+        channel by channel.
 
     Returns
     -------
     ndarray of float64, shape (n,)
+
+    Notes
+    -----
+    What ai-edge-litert 2.3 (LiteRT) does, read from its binary and measured on the
+    per-tensor fixture ``tests/fixtures/digits_relu_per_tensor.tflite``: the reference
+    kernels (``BUILTIN_REF``, ``reference_integer_ops::FullyConnected`` and
+    ``FullyConnectedPerChannel``) receive the float scales, form ``"double"`` and apply it
+    to the accumulator in double precision; on the fixture the float32 order misses a few
+    int8 outputs and this one none. The optimized kernels (ruy, no delegate) receive the
+    fixed-point multiplier made by ``FULLY_CONNECTED``'s ``Prepare``: per channel from
+    ``"double"``, per tensor from ``GetQuantizedConvolutionMultipler``, i.e.
+    ``"float32_product"`` (the fixture's first layer: ``m0 = 2044811629``, where
+    ``"double"`` gives ``2044811559``, both with shift -9). TensorFlow Lite Micro's
+    ``FULLY_CONNECTED`` also takes its per-tensor multiplier from
+    ``GetQuantizedConvolutionMultipler``.
+
+    References
+    ----------
+    LiteRT ``tflite/kernels/kernel_util.cc`` (``PopulateConvolutionQuantizationParams``,
+    ``GetQuantizedConvolutionMultipler``), ``tflite/kernels/fully_connected.cc``
+    (``PrepareImpl``) and ``tflite/kernels/internal/reference/integer_ops/fully_connected.h``
+    (the overloads taking the float scales: ``round(double(acc) * M)``); TensorFlow Lite
+    Micro ``kernels/fully_connected_common.cc`` (``CalculateOpDataFullyConnected``).
     """
     s_in, s_out = np.float32(s_in), np.float32(s_out)
     s_w = np.asarray(s_w, dtype=np.float32)
-    if s_w.ndim == 0:
+    if order == "float32_product":
         return np.full(n, np.float64(s_in * s_w) / np.float64(s_out))
-    return np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
+    return np.float64(s_in) * np.broadcast_to(s_w, (n,)).astype(np.float64) / np.float64(s_out)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -175,7 +212,8 @@ class QuantizedLayer:
     Notes
     -----
     Derived at construction, for the Linear's own output grid ``(s_o, zp_o)``:
-    ``real_multiplier`` (:func:`tflite_real_multiplier`), ``m0, shift =
+    ``real_multiplier`` (:func:`tflite_real_multiplier`, order ``"double"`` per channel and
+    per tensor: LiteRT's reference kernels), ``m0, shift =
     quantize_multiplier(real_multiplier)``, ``float_multiplier =
     float32(float32(s_in) * float32(s_w)) / float32(s_o)`` (onnxruntime) and
     ``act_min, act_max = activation_range("relu" or None, s_o, zp_o)``. The constructor
