@@ -67,6 +67,7 @@ from .train import fit
 __all__ = [
     "COMMANDS",
     "MAIN",
+    "MAX_COUNT",
     "Command",
     "available_memory_bytes",
     "build_parser",
@@ -127,15 +128,23 @@ def _integer(text: str, lo: int, what: str) -> int:
     return value
 
 
+#: The largest count an option takes (epochs, batch size, a layer's width), as ``fit`` and
+#: :class:`~nnref.pipeline.PipelineConfig` bound them.
+MAX_COUNT = 10**9
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1.
+    """argparse type: an integer in ``[1, MAX_COUNT]``.
 
     Raises
     ------
     argparse.ArgumentTypeError
         For anything else (argparse reports it naming the option).
     """
-    return _integer(text, 1, "an integer >= 1")
+    value = _integer(text, 1, "an integer >= 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_COUNT}], got {value}")
+    return value
 
 
 def nonnegative_int(text: str) -> int:
