@@ -431,7 +431,7 @@ def adaround(model: MLP, calibration_x, weight_scheme="tflite_int8_weights", bit
     AdaRoundResult
     """
     acts = layer_activations(model)
-    x = as_float_array(calibration_x, "calibration_x", ndim=2)
+    x = model.check_input(calibration_x, "calibration_x")
     rng = as_rng(seed)
     inputs, pre = layer_inputs(model, x)
     x_hat = inputs[0].astype(np.float64)
