@@ -500,9 +500,9 @@ def run_compare(job: tuple) -> int:
 
 
 def _tutorials_dir(value, option: str = "--tutorials") -> None:
-    """Refuse a ``--tutorials`` folder that does not exist."""
-    if value is not None and not Path(value).is_dir():
-        raise ValueError(f"{option}: expected an existing folder of tutorials, got {value!r}")
+    """Refuse a ``--tutorials`` folder that does not exist or holds no ``NN_name.py``."""
+    if value is not None and not (Path(value).is_dir() and any(Path(value).glob("[0-9][0-9]_*.py"))):
+        raise ValueError(f"{option}: expected an existing folder of tutorials (NN_name.py), got {value!r}")
 
 
 def prepare_exercises(args: argparse.Namespace) -> argparse.Namespace:
@@ -514,9 +514,13 @@ def prepare_exercises(args: argparse.Namespace) -> argparse.Namespace:
 
 def prepare_check(args: argparse.Namespace) -> argparse.Namespace:
     """Check that the student's ``path`` exists and ``--max-examples`` is positive."""
-    if not Path(args.path).exists():
+    path = Path(args.path)
+    if not path.exists():
         raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, "
                          f"got {args.path!r}, which does not exist")
+    files = list(path.iterdir()) if path.is_dir() else [path]
+    if not any(p.suffix in (".py", ".ipynb") for p in files) or (path.is_file() and path.suffix not in (".py", ".ipynb")):
+        raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, got {args.path!r}")
     if args.max_examples is not None and args.max_examples < 1:
         raise ValueError(f"--max-examples: expected an integer >= 1, got {args.max_examples}")
     return args
