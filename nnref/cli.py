@@ -134,13 +134,7 @@ MAX_COUNT = 10**9
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer in ``[1, MAX_COUNT]``.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
+    """argparse type: an integer in ``[1, MAX_COUNT]``; else an ``argparse.ArgumentTypeError``."""
     value = _integer(text, 1, "an integer >= 1")
     if value > MAX_COUNT:
         raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_COUNT}], got {value}")
@@ -148,13 +142,7 @@ def positive_int(text: str) -> int:
 
 
 def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (seeds).
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
+    """argparse type: an integer >= 0 (seeds); else an ``argparse.ArgumentTypeError``."""
     value = _integer(text, 0, "an integer >= 0")
     if value > MAX_SEED:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {value}")
@@ -162,13 +150,7 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
+    """argparse type: a finite number > 0; else an ``argparse.ArgumentTypeError``."""
     try:
         value = float(text)
     except ValueError:
@@ -518,8 +500,8 @@ def prepare_check(args: argparse.Namespace) -> argparse.Namespace:
     if not path.exists():
         raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, "
                          f"got {args.path!r}, which does not exist")
-    files = list(path.iterdir()) if path.is_dir() else [path]
-    if not any(p.suffix in (".py", ".ipynb") for p in files) or (path.is_file() and path.suffix not in (".py", ".ipynb")):
+    suffixes = {p.suffix for p in path.iterdir()} if path.is_dir() else {path.suffix}
+    if not suffixes & {".py", ".ipynb"} or (path.is_file() and path.suffix not in (".py", ".ipynb")):
         raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, got {args.path!r}")
     if args.max_examples is not None and args.max_examples < 1:
         raise ValueError(f"--max-examples: expected an integer >= 1, got {args.max_examples}")

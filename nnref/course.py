@@ -336,6 +336,7 @@ class Grade:
     error: str = ""
 
     def row(self) -> str:
+        """One line of the ``check`` command's table (with the first failure for a failed grade)."""
         head = f"{self.name:<32} {self.path.name:<40} {self.status}"
         if self.status != "failed":
             return head

@@ -512,6 +512,7 @@ class HalfHistory:
 
     @property
     def n_skipped(self) -> int:
+        """How many steps were skipped for non-finite gradients."""
         return int(np.sum(self.skipped))
 
 

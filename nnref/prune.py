@@ -252,9 +252,11 @@ class MaskedOptimizer:
 
     @property
     def state(self) -> dict:
+        """The wrapped optimizer's state (momentum buffers, Adam's moments), by parameter name."""
         return self.optimizer.state
 
     def step(self, params: dict, grads: dict) -> None:
+        """Masked gradients, the wrapped optimizer's step, then pruned entries and their state zeroed."""
         _check_masks(params, self.masks)
         masked = {k: (g * self.masks[k] if k in self.masks else g) for k, g in grads.items()}
         self.optimizer.step(params, masked)
@@ -441,10 +443,12 @@ class SharedWeightMLP:
         return value, out
 
     def predict(self, x) -> np.ndarray:
+        """The predicted class of each row of ``x``, with the current shared values."""
         self._rebuild()
         return self.model.predict(x)
 
     def accuracy(self, x, labels) -> float:
+        """The fraction of rows of ``x`` classified as ``labels``, with the current shared values."""
         self._rebuild()
         return self.model.accuracy(x, labels)
 

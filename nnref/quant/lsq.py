@@ -343,9 +343,11 @@ class LSQActivation(Layer):
 
     @property
     def levels(self) -> int:
+        """``Q_P = 2**bits - 1``: the largest level of the unsigned activation grid."""
         return 2**self.bits - 1
 
     def step(self) -> np.ndarray:
+        """The step in use: ``max(s, 1e-8)`` (an optimizer may push ``s`` below 0)."""
         return np.maximum(self.s, self.s.dtype.type(_MIN_STEP))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -447,8 +449,9 @@ class LSQMLP(MLP):
                 h = np.maximum(h, 0)
                 q = 2**act_bits - 1
                 if not h.max() > 0:
-                    raise ValueError(f"calibration_x: every activation after Linear layer {sum(isinstance(l, LSQLinear) for l in self.layers)} "
-                                     f"is 0 on these inputs, so its initial step (or clip) would be 0")
+                    n_linear = sum(isinstance(layer, LSQLinear) for layer in self.layers)
+                    raise ValueError(f"calibration_x: every activation after Linear layer {n_linear} is 0 "
+                                     f"on these inputs, so its initial step (or clip) would be 0")
                 self.layers.append(LSQActivation(act_bits, float(lsq_init_step(h, q)), model.dtype)
                                    if act_quantizer == "lsq" else PACTActivation(act_bits, float(h.max()), model.dtype))
 

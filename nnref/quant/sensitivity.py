@@ -252,10 +252,12 @@ class Sensitivity:
 
     @property
     def delta_loss(self) -> np.ndarray:
+        """``loss - base_loss``: the held-out loss increase, per layer and bit width."""
         return self.loss - self.base_loss
 
     @property
     def delta_accuracy(self) -> np.ndarray:
+        """``accuracy - base_accuracy``, per layer and bit width."""
         return self.accuracy - self.base_accuracy
 
 
