@@ -400,6 +400,10 @@ ROWS = [
     ("prepare_lsq dead layer", lambda k: lsq.prepare_lsq(_dead_first_layer(), np.zeros((4, 2))), V,
      r"calibration_x: every activation after Linear layer 1 is 0"),
     ("weight_qparams method", lambda k: layerwise.weight_qparams(k.model.params["W1"], method="max"), V, r"method"),
+    ("weight_qparams W 1e200", lambda k: layerwise.weight_qparams(np.full((2, 2), 1e200)), V, r"W: expected values within float32"),
+    ("adaround_layer x_hat 1e200", lambda k: adaround.adaround_layer(
+        k.model.params["W1"], k.model.params["b1"], np.full((3, 2), 1e200), np.zeros((3, 8)), k.weights[0][1],
+        iterations=2), V, r"x_hat: expected values within float32"),
     ("check_weight_scheme int", lambda k: layerwise.check_weight_scheme(8, 4), T, r"weight_scheme: expected a QScheme"),
     ("layer_inputs model str", lambda k: layerwise.layer_inputs("m", k.x), T, r"model: expected an nnref MLP"),
     # --- plots of the recipe -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, describe
+from nnref._checks import as_float_array, check_float32_range, check_int_in_range, describe
 from nnref.layers import LeakyReLU, Linear, ReLU
 from nnref.mlp import MLP
 from nnref.quant import (
@@ -174,7 +174,7 @@ def weight_qparams(W, weight_scheme="tflite_int8_weights", bits: int = 8,
     QParams
     """
     scheme = check_weight_scheme(weight_scheme, bits)
-    W = as_float_array(W, "W", ndim=2)
+    W = check_float32_range(as_float_array(W, "W", ndim=2), "W")
     if method not in WEIGHT_SCALE_METHODS:
         raise ValueError(f"method: expected one of {WEIGHT_SCALE_METHODS}, got {method!r}")
     if method == "minmax":
