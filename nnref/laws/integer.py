@@ -400,7 +400,6 @@ def _verify_multiplier_split(fn, case):
 
 
 def quantize_multiplier_laws() -> tuple:
-    """The laws and worked values of ``quantize_multiplier``: a tuple of :class:`~nnref.laws.core.Law`."""
     tie = {"real": (2**30 + 0.5) * 2.0**-31}
     carry = {"real": (2**31 - 0.5) * 2.0**-32}
     return (
@@ -442,7 +441,6 @@ def _verify_bias(fn, c):
 
 
 def quantize_bias_laws() -> tuple:
-    """The laws and worked values of ``quantize_bias``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"b": np.array([-0.6018157005310059]), "input_scale": 0.0123, "weight_scale": np.array([0.00766237685456872])}
     return (
         Law("TFLite's converter", "float32 scale product, its reciprocal as float32, a float32 product, "

@@ -279,9 +279,9 @@ def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray
     -------
     numpy.ndarray of int8, shape (B, layer.out_features).
     """
+    acc_bias = _check_int32(acc_bias, "acc_bias")
     if not isinstance(layer, QuantizedLayer):
         raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
-    acc_bias = _check_int32(acc_bias, "acc_bias")
     scaled = profile_scaled(profile, acc_bias, layer.m0, layer.shift,
                             np.asarray(layer.float_multiplier, dtype=np.float32))
     return np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
