@@ -26,6 +26,7 @@ __all__ = [
     "check_params_like",
     "check_norm_type",
     "check_names",
+    "check_float32_range",
     "pack_like",
     "describe",
 ]
@@ -198,6 +199,25 @@ def as_rng(seed) -> np.random.Generator:
             raise ValueError(f"seed: expected a non-negative integer, None or numpy.random.Generator, got {seed}")
         return np.random.default_rng(seed)
     raise TypeError(f"seed: expected an int, None or numpy.random.Generator, got {describe(seed)}")
+
+
+def check_float32_range(x: np.ndarray, name: str) -> np.ndarray:
+    """Return the finite floating array ``x`` after checking ``|x| <= float32 max``.
+
+    For values that stand for a float32 model's weights or activations: beyond float32
+    they are not such values, and squaring them (a reconstruction error, a scale search)
+    would overflow even float64 into a silent inf or NaN.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, with the largest magnitude received.
+    """
+    big = float(np.max(np.abs(x))) if x.size else 0.0
+    if big > float(np.finfo(np.float32).max):
+        raise ValueError(f"{name}: expected values within float32's range (|x| <= "
+                         f"{float(np.finfo(np.float32).max):.4g}), got |x| up to {big:.4g}")
+    return x
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:

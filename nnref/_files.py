@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from ._checks import describe
 
-__all__ = ["as_path", "atomic_write", "check_writable_dir", "check_writable_file"]
+__all__ = ["as_path", "atomic_write", "check_writable_dir", "check_writable_file", "read_file_bytes"]
 
 
 def as_path(value, name: str) -> Path:
@@ -48,6 +48,40 @@ def as_path(value, name: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name}: expected a str or os.PathLike path, got {describe(value)}")
     return Path(value)
+
+
+def read_file_bytes(path, name: str = "path") -> tuple[str, bytes]:
+    """The name and the whole content of the file at ``path``, after checking it is a file.
+
+    For formats whose parser needs the bytes in memory (FlatBuffers): reading a file
+    allocates exactly its size, never more than it holds.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    (str, bytes)
+        ``os.fspath(path)`` and the content.
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a path.
+    FileNotFoundError
+        No such file.
+    ValueError
+        ``path`` is a folder.
+    """
+    path = os.fspath(as_path(path, name))
+    if os.path.isdir(path):
+        raise ValueError(f"{name}: expected a file, got {path!r}, which is a folder")
+    with open(path, "rb") as f:
+        return path, f.read()
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
@@ -88,11 +122,16 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> Path:
     Raises
     ------
     OSError
-        When the folder is missing or not writable, or the write fails (disk full,
-        ``RLIMIT_FSIZE``); the previous file is then unchanged.
+        Naming ``path``: a folder there, a missing or read-only folder; or the write
+        fails (disk full, ``RLIMIT_FSIZE``); the previous file is then unchanged.
     """
     path = Path(path)
-    fd, tmp = _create_temporary(path)
+    if path.is_dir():  # else os.replace's error would name the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(path))
+    try:
+        fd, tmp = _create_temporary(path)
+    except OSError as exc:  # name the target, not the temporary file
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -67,6 +67,7 @@ from .train import fit
 __all__ = [
     "COMMANDS",
     "MAIN",
+    "MAX_COUNT",
     "Command",
     "available_memory_bytes",
     "build_parser",
@@ -127,25 +128,21 @@ def _integer(text: str, lo: int, what: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1.
+#: The largest count an option takes (epochs, batch size, a layer's width), as ``fit`` and
+#: :class:`~nnref.pipeline.PipelineConfig` bound them.
+MAX_COUNT = 10**9
 
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
-    return _integer(text, 1, "an integer >= 1")
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer in ``[1, MAX_COUNT]``; else an ``argparse.ArgumentTypeError``."""
+    value = _integer(text, 1, "an integer >= 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_COUNT}], got {value}")
+    return value
 
 
 def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (seeds).
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
+    """argparse type: an integer >= 0 (seeds); else an ``argparse.ArgumentTypeError``."""
     value = _integer(text, 0, "an integer >= 0")
     if value > MAX_SEED:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_SEED}], got {value}")
@@ -153,13 +150,7 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0.
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else (argparse reports it naming the option).
-    """
+    """argparse type: a finite number > 0; else an ``argparse.ArgumentTypeError``."""
     try:
         value = float(text)
     except ValueError:
@@ -491,9 +482,9 @@ def run_compare(job: tuple) -> int:
 
 
 def _tutorials_dir(value, option: str = "--tutorials") -> None:
-    """Refuse a ``--tutorials`` folder that does not exist."""
-    if value is not None and not Path(value).is_dir():
-        raise ValueError(f"{option}: expected an existing folder of tutorials, got {value!r}")
+    """Refuse a ``--tutorials`` folder that does not exist or holds no ``NN_name.py``."""
+    if value is not None and not (Path(value).is_dir() and any(Path(value).glob("[0-9][0-9]_*.py"))):
+        raise ValueError(f"{option}: expected an existing folder of tutorials (NN_name.py), got {value!r}")
 
 
 def prepare_exercises(args: argparse.Namespace) -> argparse.Namespace:
@@ -505,9 +496,13 @@ def prepare_exercises(args: argparse.Namespace) -> argparse.Namespace:
 
 def prepare_check(args: argparse.Namespace) -> argparse.Namespace:
     """Check that the student's ``path`` exists and ``--max-examples`` is positive."""
-    if not Path(args.path).exists():
+    path = Path(args.path)
+    if not path.exists():
         raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, "
                          f"got {args.path!r}, which does not exist")
+    suffixes = {p.suffix for p in path.iterdir()} if path.is_dir() else {path.suffix}
+    if not suffixes & {".py", ".ipynb"} or (path.is_file() and path.suffix not in (".py", ".ipynb")):
+        raise ValueError(f"path: expected a student's .py or .ipynb file or a folder of them, got {args.path!r}")
     if args.max_examples is not None and args.max_examples < 1:
         raise ValueError(f"--max-examples: expected an integer >= 1, got {args.max_examples}")
     return args

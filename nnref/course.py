@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from nnref import laws
+from nnref._checks import check_int_in_range, describe
+from nnref._files import as_path, atomic_write, check_writable_dir
 from nnref.laws.core import show
 
 __all__ = [
@@ -62,6 +64,29 @@ class Cell:
     tags: list
 
 
+def _check_text(text) -> None:
+    """Refuse a ``text`` that is not a str (bytes must be decoded first)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected the script as a str, got {describe(text)}")
+
+
+def _tutorial_files(source_dir) -> list:
+    """The ``NN_name.py`` tutorials of ``source_dir`` (default: :func:`tutorials_dir`)."""
+    folder = tutorials_dir() if source_dir is None else as_path(source_dir, "source_dir")
+    if not folder.is_dir():
+        raise ValueError(f"source_dir: expected a folder of tutorials, got {str(folder)!r}")
+    files = sorted(folder.glob("[0-9][0-9]_*.py"))
+    if not files:
+        raise ValueError(f"source_dir: expected tutorials named NN_name.py in {str(folder)!r}, found none")
+    return files
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a failed write leaves the old file."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
 def parse_percent(text: str) -> tuple[str, list]:
     """Split a jupytext percent-format script into its header and its cells.
 
@@ -79,6 +104,7 @@ def parse_percent(text: str) -> tuple[str, list]:
         Markdown lines lose their leading ``# `` (``#`` alone is an empty line); leading
         and trailing blank lines of each cell are dropped; tags are kept.
     """
+    _check_text(text)
     lines = text.splitlines()
     header = []
     if lines and lines[0] == "# ---":
@@ -151,6 +177,9 @@ def notebook_code(nb: dict) -> str:
         The code cells joined by blank lines; IPython magics and shell lines (``%...``,
         ``!...``) are dropped.
     """
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells", []), list) or not all(
+            isinstance(c, dict) for c in nb.get("cells", [])):
+        raise TypeError(f"nb: expected a notebook dict with a list of cell dicts, got {describe(nb)}")
     chunks = []
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code":
@@ -208,6 +237,7 @@ def student_version(text: str) -> str:
         The same script with each ``name = laws.reference("name")`` line of a cell tagged
         ``exercise`` replaced by :func:`stub_source` of ``name``; every other line as is.
     """
+    _check_text(text)
     out, in_exercise = [], False
     for line in text.splitlines():
         m = _CELL.match(line)
@@ -239,20 +269,27 @@ def write_exercises(out_dir, source_dir=None) -> list:
     Returns
     -------
     list of Path
-        The files written.
+        The files written (each atomically: a failed write leaves the previous file).
+
+    Raises
+    ------
+    TypeError
+        A path that is not a path.
+    ValueError
+        ``out_dir`` under a file or not writable; ``source_dir`` not a folder of tutorials.
     """
-    source_dir = Path(source_dir) if source_dir else tutorials_dir()
-    out_dir = Path(out_dir)
+    files = _tutorial_files(source_dir)
+    out_dir = check_writable_dir(out_dir, "out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(source_dir.glob("[0-9][0-9]_*.py")):
+    for path in files:
         text = path.read_text()
         if not exercise_names(text):
             continue
         student = student_version(text)
         for target, content in ((out_dir / path.name, student),
                                 (out_dir / (path.stem + ".ipynb"), notebook_json(student))):
-            target.write_text(content)
+            _write_text(target, content)
             written.append(target)
     return written
 
@@ -268,13 +305,19 @@ def write_tutorial_notebooks(source_dir=None) -> list:
     Returns
     -------
     list of Path
-        The notebooks written.
+        The notebooks written (each atomically).
+
+    Raises
+    ------
+    TypeError
+        ``source_dir`` not a path.
+    ValueError
+        ``source_dir`` not a folder of tutorials.
     """
-    source_dir = Path(source_dir) if source_dir else tutorials_dir()
     written = []
-    for path in sorted(source_dir.glob("[0-9][0-9]_*.py")):
+    for path in _tutorial_files(source_dir):
         target = path.with_suffix(".ipynb")
-        target.write_text(notebook_json(path.read_text()))
+        _write_text(target, notebook_json(path.read_text()))
         written.append(target)
     return written
 
@@ -293,6 +336,7 @@ class Grade:
     error: str = ""
 
     def row(self) -> str:
+        """One line of the ``check`` command's table (with the first failure for a failed grade)."""
         head = f"{self.name:<32} {self.path.name:<40} {self.status}"
         if self.status != "failed":
             return head
@@ -391,9 +435,24 @@ def grade(path, max_examples: int | None = None) -> list:
     In a folder holding both versions of a tutorial (``NN.py`` and ``NN.ipynb``, as
     ``exercises`` writes them) an exercise is graded in every file where it is attempted,
     and reported "not attempted" once when it is attempted in none.
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a path; ``max_examples`` not an int.
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        Not a ``.py``/``.ipynb`` file, or a folder without one; ``max_examples < 1``.
     """
-    path = Path(path)
+    path = as_path(path, "path")
+    if max_examples is not None:
+        check_int_in_range(max_examples, "max_examples", 1, 10**6)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
     files = sorted(p for p in path.iterdir() if p.suffix in (".py", ".ipynb")) if path.is_dir() else [path]
+    if not files or any(p.suffix not in (".py", ".ipynb") for p in files):
+        raise ValueError(f"path: expected a .py or .ipynb file or a folder holding some, got {str(path)!r}")
     grades = [g for f in files for g in grade_file(f, max_examples)]
     attempted = {g.name for g in grades if g.status != "not attempted"}
     kept, seen = [], set()

@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_float_array, as_rng, check_int_in_range, check_labels, check_positive, describe
+from ._checks import (
+    as_float_array,
+    as_rng,
+    check_grads,
+    check_int_in_range,
+    check_labels,
+    check_positive,
+    describe,
+)
 from .layers import Linear
 from .mlp import MLP, loss_from_logits
 
@@ -123,9 +131,15 @@ def round_to_format(x: np.ndarray, fmt: str) -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        ``x`` not a real numeric array.
     ValueError
         If ``fmt`` is not one of :data:`FORMATS`.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
+    with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, as the format would
+        x = as_float_array(x, "x", dtype=np.float32, finite=False, allow_empty=True)
     if fmt == "float32":
         return x
     if fmt == "float16":
@@ -300,8 +314,11 @@ class GradScaler:
     def unscale(self, grads: dict) -> tuple[dict, bool]:
         """``({name: float32(g) * (1 / scale)}, found_inf)``: the true gradients, and whether
         any entry is inf or NaN (PyTorch multiplies by the float32 reciprocal)."""
+        if not isinstance(grads, dict):
+            raise TypeError(f"grads: expected a dict name -> array, got {describe(grads)}")
+        keys, arrays = check_grads(grads, "grads")  # inf and NaN allowed: they are what is looked for
         inv = np.float32(1.0 / self.scale)
-        out = {k: g.astype(np.float32) * inv for k, g in grads.items()}
+        out = {k: g.astype(np.float32) * inv for k, g in zip(keys, arrays)}
         found_inf = not all(np.isfinite(g).all() for g in out.values())
         return out, found_inf
 
@@ -317,6 +334,19 @@ class GradScaler:
     def __repr__(self) -> str:
         kind = "dynamic" if self.dynamic else "static"
         return f"GradScaler({kind}, scale={self.scale:g}, growth_interval={self.growth_interval})"
+
+
+def _check_step_parts(optimizer, scaler, grad_transform) -> None:
+    """Refuse an optimizer without ``step``, a scaler that is not a GradScaler, a
+    ``grad_transform`` that is not callable."""
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer: expected an optimizer with a step(params, grads) method "
+                        f"(nnref.optim.SGD, Adam), got {describe(optimizer)}")
+    if not isinstance(scaler, GradScaler):
+        raise TypeError(f"scaler: expected a GradScaler, got {describe(scaler)}")
+    if grad_transform is not None and not callable(grad_transform):
+        raise TypeError(f"grad_transform: expected a callable (grads, params) -> grads or None, "
+                        f"got {describe(grad_transform)}")
 
 
 def scaled_step(optimizer, params: dict, scaled_grads: dict, scaler: GradScaler, grad_transform=None) -> bool:
@@ -339,13 +369,30 @@ def scaled_step(optimizer, params: dict, scaled_grads: dict, scaler: GradScaler,
     Returns
     -------
     bool, True if the step was skipped
+
+    Raises
+    ------
+    TypeError
+        ``optimizer`` without ``step``; ``params``/``scaled_grads`` not matching dicts; a
+        ``scaler`` or ``grad_transform`` of the wrong type; a transform result that is not a
+        dict of the same keys.
+    ValueError
+        A transform result holding NaN or infinity (refused before the optimizer step).
     """
-    if not isinstance(scaler, GradScaler):
-        raise TypeError(f"scaler: expected a GradScaler, got {describe(scaler)}")
+    _check_step_parts(optimizer, scaler, grad_transform)
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict name -> float32 array, got {describe(params)}")
+    if not isinstance(scaled_grads, dict) or set(scaled_grads) != set(params):
+        raise TypeError(f"scaled_grads: expected a dict with the keys of params {sorted(params)}, "
+                        f"got {describe(scaled_grads)}")
     grads, found_inf = scaler.unscale(scaled_grads)
     if not found_inf:
         if grad_transform is not None:
             grads = grad_transform(grads, params)
+            if not isinstance(grads, dict) or set(grads) != set(params):
+                raise TypeError(f"grad_transform: returned {describe(grads)}, expected a dict with the keys "
+                                f"of params {sorted(params)} (not applied)")
+            check_grads(grads, "grad_transform: returned grads", finite=True)
         optimizer.step(params, grads)
     scaler.update(found_inf)
     return found_inf
@@ -434,7 +481,7 @@ def gradient_underflow(model: MLP, x, y, fmt: str = "float16", scale: float = 1.
     activation gradients) and ``"all"``: each flushed entries / nonzero entries, in [0, 1].
     """
     model = _check_model(model)
-    x = as_float_array(x, "x", ndim=2, dtype=np.float32)
+    x = model.check_input(x, "x")  # float32: 2-D, the model's width, finite within float32
     y = check_labels(y, x.shape[0], model.n_outputs, "y")
     check_positive(scale, "scale")
     if fmt not in FORMATS:
@@ -465,6 +512,7 @@ class HalfHistory:
 
     @property
     def n_skipped(self) -> int:
+        """How many steps were skipped for non-finite gradients."""
         return int(np.sum(self.skipped))
 
 
@@ -492,14 +540,15 @@ def fit_half(model: MLP, optimizer, x, y, epochs: int, batch_size: int, fmt: str
     model = _check_model(model)
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
-    x = as_float_array(x, "x", ndim=2, dtype=np.float32)
+    x = model.check_input(x, "x")  # float32: 2-D, the model's width, finite within float32
     y = check_labels(y, x.shape[0], model.n_outputs, "y")
     epochs = check_int_in_range(epochs, "epochs", 1, 10**9)
     batch_size = check_int_in_range(batch_size, "batch_size", 1, 10**9)
     if scaler is not None and not isinstance(scaler, GradScaler):
         raise TypeError(f"scaler: expected a GradScaler or None, got {describe(scaler)}")
-    rng, work, hist = as_rng(seed), model.copy(), HalfHistory(fmt)
     scaler = GradScaler(1.0, dynamic=False) if scaler is None else scaler
+    _check_step_parts(optimizer, scaler, grad_transform)
+    rng, work, hist = as_rng(seed), model.copy(), HalfHistory(fmt)
     master = model.params
     for _ in range(epochs):
         order = rng.permutation(x.shape[0])

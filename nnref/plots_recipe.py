@@ -11,7 +11,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._checks import describe
+from ._checks import as_float_array, check_int_in_range, check_nonnegative, check_positive, describe
+from .plots.common import check_ax
 
 __all__ = [
     "plot_sensitivity",
@@ -23,6 +24,8 @@ __all__ = [
 
 
 def _axes(ax, figsize=(6.4, 4.0)):
+    """``ax`` (checked), or the Axes of a new figure."""
+    check_ax(ax)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
@@ -58,8 +61,13 @@ def plot_loss_scale(scales, skipped, ax=None):
     -------
     matplotlib.axes.Axes, the one drawn on
     """
-    scales, skipped = np.asarray(scales, dtype=float), np.asarray(skipped, dtype=bool)
-    if scales.ndim != 1 or skipped.shape != scales.shape:
+    scales = as_float_array(scales, "scales", ndim=1)
+    if np.any(scales <= 0):
+        raise ValueError(f"scales: expected loss scales > 0, got minimum {scales.min()}")
+    skipped = np.asarray(skipped)
+    if skipped.dtype != bool:
+        raise TypeError(f"skipped: expected a sequence of True/False, got {describe(skipped)}")
+    if skipped.shape != scales.shape:
         raise ValueError(f"scales, skipped: expected two 1-D sequences of equal length, got "
                          f"{scales.shape} and {skipped.shape}")
     ax = _axes(ax)
@@ -87,6 +95,10 @@ def plot_sparsity_by_layer(masks_by_label: dict, ax=None):
     ax = _axes(ax)
     names = list(next(iter(masks_by_label.values())))
     width = 0.8 / len(masks_by_label)
+    for label, masks in masks_by_label.items():
+        if not isinstance(masks, dict) or list(masks) != names or not all(
+                isinstance(m, np.ndarray) and m.dtype == bool for m in masks.values()):
+            raise TypeError(f"masks_by_label[{label!r}]: expected a dict {names} -> bool masks, got {describe(masks)}")
     for i, (label, masks) in enumerate(masks_by_label.items()):
         frac = [1 - masks[n].mean() for n in names]
         ax.bar(np.arange(len(names)) + i * width, frac, width, label=label)
@@ -107,7 +119,9 @@ def plot_centroids(weights, centroids, ax=None, bins: int = 80):
     -------
     matplotlib.axes.Axes, the one drawn on
     """
-    weights, centroids = np.ravel(weights), np.ravel(centroids)
+    weights = as_float_array(weights, "weights").ravel()
+    centroids = as_float_array(centroids, "centroids").ravel()
+    bins = check_int_in_range(bins, "bins", 1, 10**6)
     ax = _axes(ax)
     ax.hist(weights, bins=bins, color="#1f77b4", alpha=0.7, label="kept weights")
     for j, c in enumerate(centroids):
@@ -128,7 +142,11 @@ def plot_binary_weights(latent, alpha, threshold=None, ax=None, bins: int = 60):
     -------
     matplotlib.axes.Axes, the one drawn on
     """
-    latent = np.ravel(latent)
+    latent = as_float_array(latent, "latent").ravel()
+    alpha = check_positive(alpha, "alpha")
+    if threshold is not None:
+        threshold = check_nonnegative(threshold, "threshold")
+    bins = check_int_in_range(bins, "bins", 1, 10**6)
     ax = _axes(ax)
     ax.hist(latent, bins=bins, color="#1f77b4", alpha=0.7, label="latent float weights")
     for s in (-1, 1):

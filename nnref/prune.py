@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, as_int_array, check_int_in_range, describe
+from ._checks import as_float_array, as_int_array, check_int_in_range, check_names, describe
 from .mlp import MLP
 
 __all__ = [
@@ -161,6 +161,11 @@ def prune_masks(model: MLP, sparsity: float, scope: str = "layer") -> dict[str, 
 
 
 def _check_masks(params: dict, masks: dict) -> None:
+    """Refuse ``params`` or ``masks`` that are not dicts, and masks that match no parameter."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict name -> array, got {describe(params)}")
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks: expected a dict name -> bool array, got {describe(masks)}")
     for k, m in masks.items():
         if k not in params:
             raise ValueError(f"masks: key {k!r} is not a parameter (expected some of {sorted(params)})")
@@ -197,9 +202,21 @@ def sparsity(params: dict, names=None) -> float:
     Returns
     -------
     float in [0, 1]
+
+    Raises
+    ------
+    TypeError
+        ``params`` not a dict; ``names`` a bare string or not a collection of names.
+    ValueError
+        A name that is not in ``params``.
     """
-    names = [k for k in params if k.startswith("W")] if names is None else list(names)
-    total = sum(params[k].size for k in names)
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict name -> array, got {describe(params)}")
+    names = [k for k in params if k.startswith("W")] if names is None else list(check_names(names, "names"))
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise ValueError(f"names: expected names of params {sorted(params)}, got {missing}")
+    total = sum(np.size(params[k]) for k in names)
     return sum(int(np.count_nonzero(params[k] == 0)) for k in names) / max(total, 1)
 
 
@@ -235,9 +252,11 @@ class MaskedOptimizer:
 
     @property
     def state(self) -> dict:
+        """The wrapped optimizer's state (momentum buffers, Adam's moments), by parameter name."""
         return self.optimizer.state
 
     def step(self, params: dict, grads: dict) -> None:
+        """Masked gradients, the wrapped optimizer's step, then pruned entries and their state zeroed."""
         _check_masks(params, self.masks)
         masked = {k: (g * self.masks[k] if k in self.masks else g) for k, g in grads.items()}
         self.optimizer.step(params, masked)
@@ -424,10 +443,12 @@ class SharedWeightMLP:
         return value, out
 
     def predict(self, x) -> np.ndarray:
+        """The predicted class of each row of ``x``, with the current shared values."""
         self._rebuild()
         return self.model.predict(x)
 
     def accuracy(self, x, labels) -> float:
+        """The fraction of rows of ``x`` classified as ``labels``, with the current shared values."""
         self._rebuild()
         return self.model.accuracy(x, labels)
 
@@ -494,7 +515,10 @@ def relative_index_gaps(mask, index_bits: int) -> tuple[np.ndarray, int]:
     -------
     (gaps, n_fillers) : int64 (stored entries,), int
     """
-    mask = np.asarray(mask, dtype=bool).ravel()
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.ndim == 0:
+        raise TypeError(f"mask: expected a bool array (True = kept), got {describe(mask)}")
+    mask = mask.ravel()
     index_bits = check_int_in_range(index_bits, "index_bits", 1, 32)
     span = 2**index_bits
     gaps = np.diff(np.concatenate([[-1], np.flatnonzero(mask)]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import io
 import re
 import zipfile
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from nnref import cli, clip, pipeline, plots  # noqa: E402
+from nnref import cli, clip, course, halfprec, laws, pipeline, plots, plots_recipe, prune  # noqa: E402
 from nnref.data import (  # noqa: E402
     download_mnist,
     load_dataset,
@@ -38,7 +39,17 @@ from nnref.data import (  # noqa: E402
 from nnref.mlp import MLP  # noqa: E402
 from nnref.optim import SGD, Adam  # noqa: E402
 from nnref.quant import QuantizedMLP, choose_qparams, quantize_model  # noqa: E402
+from nnref.quant import adaround, bias_correction, binary, equalize, layerwise, lsq, profiles  # noqa: E402
+from nnref.quant import ptq_plots, sensitivity  # noqa: E402
 from nnref.train import History, fit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TFLITE = ROOT / "tests" / "fixtures" / "digits_relu_per_channel.tflite"
+
+
+def interop():
+    """The optional extra, imported when a row needs it."""
+    return importlib.import_module("nnref.interop")
 
 
 @dataclass
@@ -54,6 +65,9 @@ class Kit:
     fig: object
     ax: object
     grads: dict
+    masks: dict
+    weights: list
+    onnx: Path
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +83,13 @@ def kit(tmp_path_factory):
     np.save(tmp / "array.npy", np.zeros(3))
     _, grads = model.loss_and_grads(x[:4], y[:4])
     fig, ax = plt.subplots()
-    yield Kit(tmp, x, y, model, qmodel, history, fig, ax, grads)
+    masks = prune.prune_masks(model, 0.5)
+    weights = layerwise.rtn_weights(model, bits=4)
+    interop().to_onnx(qmodel, tmp / "q.onnx")
+    (tmp / "q.tflite").write_bytes(TFLITE.read_bytes()[:3000])  # truncated
+    (tmp / "notes.txt").write_text("not a notebook")
+    (tmp / "empty").mkdir()
+    yield Kit(tmp, x, y, model, qmodel, history, fig, ax, grads, masks, weights, tmp / "q.onnx")
     plt.close("all")
 
 
@@ -83,6 +103,13 @@ def _huge_npz(k: Kit) -> Path:
             data = src.read(info)
             dst.writestr(info.filename, buf.getvalue() + bytes(64) if info.filename == "W1.npy" else data)
     return out
+
+
+def _dead_first_layer() -> MLP:
+    """An MLP whose first ReLU layer outputs 0 for every input near 0 (biases of -100)."""
+    model = MLP([2, 8, 3], seed=0)
+    model.params["b1"][...] = -100.0
+    return model
 
 
 def _file(k: Kit, name: str, content: bytes) -> Path:
@@ -262,13 +289,176 @@ ROWS = [
     ("quantize_model bits 1", lambda k: quantize_model(k.model, k.x, bits=1), V, r"bits"),
     ("quantize_model calib wrong width", lambda k: quantize_model(k.model, np.zeros((4, 5), np.float32)), V, r"calibration_x|x"),
     ("choose_qparams bits 1", lambda k: choose_qparams(-1.0, 1.0, bits=1), V, r"bits"),
+    # --- nnref.interop (optional extra) --------------------------------------------------
+    ("from_tflite int path", lambda k: interop().from_tflite(3), T, r"path: expected a file path"),
+    ("read_tflite int path", lambda k: interop().read_tflite(3), T, r"path: expected a str or os.PathLike"),
+    ("from_tflite folder", lambda k: interop().from_tflite(k.tmp), V, r"path: expected a file, got .* which is a folder"),
+    ("from_tflite truncated", lambda k: interop().from_tflite(k.tmp / "q.tflite"), V, r"q\.tflite: (corrupt|unreadable)"),
+    ("from_tflite an npz", lambda k: interop().from_tflite(k.tmp / "mlp.npz"), V, r"mlp\.npz: not a TensorFlow Lite model"),
+    ("to_onnx MLP", lambda k: interop().to_onnx(k.model, k.tmp / "m.onnx"), T, r"qmodel: expected a QuantizedMLP"),
+    ("to_onnx int path", lambda k: interop().to_onnx(k.qmodel, 3), T, r"path: expected a str or os.PathLike"),
+    ("to_onnx format", lambda k: interop().to_onnx(k.qmodel, k.tmp / "m.onnx", format="qlinear"), V,
+     r"format: expected one of \('qoperator', 'qdq'\)"),
+    ("to_onnx no folder", lambda k: interop().to_onnx(k.qmodel, k.tmp / "no" / "m.onnx"), F, r"no/m\.onnx'"),
+    ("from_onnx int path", lambda k: interop().from_onnx(3), T, r"path: expected a file path"),
+    ("from_onnx requantization", lambda k: interop().from_onnx(k.onnx, requantization="double"), V,
+     r"requantization: expected one of"),
+    ("from_onnx tflite file", lambda k: interop().from_onnx(TFLITE), V, r"digits_relu_per_channel\.tflite: not an ONNX"),
+    ("from_onnx missing", lambda k: interop().from_onnx(k.tmp / "missing.onnx"), F, r"missing\.onnx: no such file"),
+    ("compare path int", lambda k: interop().compare(3, k.x), T, r"model_path: expected a \.tflite or \.onnx"),
+    ("compare engine", lambda k: interop().compare(k.onnx, k.x, engine="litert_reference"), V, r"engine: expected one of"),
+    ("compare x width", lambda k: interop().compare(k.onnx, np.zeros((2, 5), np.float32)), V, r"x: expected shape \(B, 2\)"),
+    ("compare x 1e300", lambda k: interop().compare(k.onnx, np.full((2, 2), 1e300)), V, r"x: expected values within float32"),
+    ("compare x nan", lambda k: interop().compare(k.onnx, np.full((2, 2), np.nan)), V, r"x: expected finite values"),
+    ("compare max_details str", lambda k: interop().compare(k.onnx, k.x, max_details="8"), T, r"max_details: expected an int"),
+    ("compare max_details -1", lambda k: interop().compare(k.onnx, k.x, max_details=-1), V, r"max_details: expected an int >= 0"),
+    ("run_litert tensors str", lambda k: interop().run_litert(TFLITE, np.zeros((1, 64)), tensors="1"), T,
+     r"tensors: expected a sequence"),
+    ("run_litert tensors range", lambda k: interop().run_litert(TFLITE, np.zeros((1, 64)), tensors=[10**6]), V,
+     r"tensors: expected indices in \[0, \d+\]"),
+    ("run_onnxruntime x width", lambda k: interop().run_onnxruntime(k.onnx, np.zeros((2, 7))), V, r"x: expected shape \(B, 2\)"),
+    # --- nnref.quant.profiles ------------------------------------------------------------
+    ("profile_forward profile list", lambda k: profiles.profile_forward(k.qmodel, k.qmodel.quantize_input(k.x), ["single"]),
+     V, r"profile: expected one of"),
+    ("profile_forward MLP", lambda k: profiles.profile_forward(k.model, k.x, "single"), T, r"model: expected a QuantizedMLP"),
+    ("profile_requantized acc float", lambda k: profiles.profile_requantized(k.qmodel.layers[0], k.x, "double"), T,
+     r"acc_bias: expected an int32 array"),
+    ("quantize_input_as rule", lambda k: profiles.quantize_input_as(k.qmodel, k.x, "half_up"), V, r"rule: expected one of"),
+    # --- nnref.prune -----------------------------------------------------------------------
+    ("apply_masks params list", lambda k: prune.apply_masks([1], k.masks), T, r"params: expected a dict"),
+    ("apply_masks masks None", lambda k: prune.apply_masks(dict(k.model.params), None), T, r"masks: expected a dict"),
+    ("apply_masks unknown key", lambda k: prune.apply_masks({"W9": np.ones(2)}, k.masks), V, r"masks: key 'W1' is not a parameter"),
+    ("sparsity names str", lambda k: prune.sparsity(k.model.params, names="W1"), T, r"names: expected a list or tuple"),
+    ("sparsity unknown name", lambda k: prune.sparsity(k.model.params, names=["W9"]), V, r"names: expected names of params"),
+    ("sparsity params None", lambda k: prune.sparsity(None), T, r"params: expected a dict"),
+    ("magnitude_mask sparsity 1.5", lambda k: prune.magnitude_mask(k.model.params["W1"], 1.5), V, r"sparsity"),
+    ("prune_masks scope", lambda k: prune.prune_masks(k.model, 0.5, scope="row"), V, r"scope: expected 'layer' or 'global'"),
+    ("SharedWeightMLP masks str", lambda k: prune.SharedWeightMLP(k.model, 4, masks="all"), T, r"masks: expected a dict"),
+    ("SharedWeightMLP k 1", lambda k: prune.SharedWeightMLP(k.model, 1), V, r"k: expected an integer in \[2"),
+    ("relative_index_gaps mask int", lambda k: prune.relative_index_gaps(np.ones(4, int), 3), T, r"mask: expected a bool array"),
+    ("MaskedOptimizer None", lambda k: prune.MaskedOptimizer(None, k.masks), T, r"optimizer: expected an nnref optimizer"),
+    # --- nnref.halfprec -----------------------------------------------------------------------
+    ("round_to_format fmt", lambda k: halfprec.round_to_format(k.x, "float8"), V, r"fmt: expected one of"),
+    ("round_to_format x str", lambda k: halfprec.round_to_format("x", "float16"), T, r"x: expected a real numeric array"),
+    ("unscale grads list", lambda k: halfprec.GradScaler().unscale([np.ones(2)]), T, r"grads: expected a dict"),
+    ("scaled_step optimizer None", lambda k: halfprec.scaled_step(None, {}, {}, halfprec.GradScaler()), T,
+     r"optimizer: expected an optimizer with a step"),
+    ("scaled_step grads keys", lambda k: halfprec.scaled_step(SGD(0.1), dict(k.model.params), {"W1": 1}, halfprec.GradScaler()),
+     T, r"scaled_grads: expected a dict with the keys of params"),
+    ("scaled_step transform nan", lambda k: halfprec.scaled_step(
+        SGD(0.1), {n: v.copy() for n, v in k.model.params.items()}, {n: np.zeros_like(v) for n, v in k.model.params.items()},
+        halfprec.GradScaler(), lambda g, p: {n: np.full_like(v, np.nan) for n, v in g.items()}), V,
+     r"grad_transform: returned grads\['W1'\]: expected finite values"),
+    ("fit_half optimizer None", lambda k: halfprec.fit_half(k.model, None, k.x, k.y, 1, 30), T, r"optimizer: expected"),
+    ("fit_half transform str", lambda k: halfprec.fit_half(k.model, SGD(0.1), k.x, k.y, 1, 30, grad_transform="clip"), T,
+     r"grad_transform: expected a callable"),
+    ("fit_half x 1e300", lambda k: halfprec.fit_half(k.model, SGD(0.1), np.full((60, 2), 1e300), k.y, 1, 30), V,
+     r"x: expected values within the model's float32 range"),
+    ("fit_half fmt", lambda k: halfprec.fit_half(k.model, SGD(0.1), k.x, k.y, 1, 30, fmt="half"), V, r"fmt: expected one of"),
+    ("GradScaler init_scale 0", lambda k: halfprec.GradScaler(init_scale=0), V, r"init_scale"),
+    # --- nnref.quant.sensitivity ----------------------------------------------------------------
+    ("layer_statistics scheme", lambda k: sensitivity.layer_statistics(k.model, weight_scheme="int8"), V,
+     r"weight_scheme: expected one of"),
+    ("layer_statistics scheme None", lambda k: sensitivity.layer_statistics(k.model, weight_scheme=None), T,
+     r"weight_scheme: expected a QScheme"),
+    ("bits_from_statistics nan", lambda k: sensitivity.bits_from_statistics(k.model, float("nan")), V,
+     r"target_db: expected a finite number"),
+    ("bits_from_statistics str", lambda k: sensitivity.bits_from_statistics(k.model, "20"), T, r"target_db: expected a real"),
+    ("layer_sensitivity x wide", lambda k: sensitivity.layer_sensitivity(k.model, np.zeros((4, 3)), k.y[:4]), V,
+     r"x: expected 2 features"),
+    ("layer_sensitivity x 1e300", lambda k: sensitivity.layer_sensitivity(k.model, np.full((4, 2), 1e300), k.y[:4]), V,
+     r"x: expected values within"),
+    ("quantize_model_mixed bits", lambda k: sensitivity.quantize_model_mixed(k.model, k.x, (4, 9)), V, r"bits"),
+    ("choose_bit_widths no budget", lambda k: sensitivity.choose_bit_widths(k.model, k.x, k.y), V, r"size_budget"),
+    # --- nnref.quant.binary -----------------------------------------------------------------
+    ("binary_size_bytes None", lambda k: binary.binary_size_bytes(None), T, r"model: expected an nnref MLP"),
+    ("binary_layer_forward floats", lambda k: binary.binary_layer_forward(np.ones((2, 9)), binary.BinaryLinear(9, 3)), T,
+     r"x_sign: expected an integer array"),
+    ("BinaryLinear mode", lambda k: binary.BinaryLinear(4, 3, mode="quaternary"), V, r"mode: expected 'binary' or 'ternary'"),
+    ("binarize_mlp too shallow", lambda k: binary.binarize_mlp(k.model), V, r"model: expected at least 3 Linear layers"),
+    # --- nnref.quant.equalize, bias_correction, adaround, lsq, layerwise ----------------------
+    ("cross_layer_equalization str", lambda k: equalize.cross_layer_equalization("m"), T, r"model"),
+    ("absorb_high_biases x nan", lambda k: equalize.absorb_high_biases(k.model, np.full((3, 2), np.nan)), V,
+     r"calibration_x: expected finite values"),
+    ("absorb_high_biases n_std -1", lambda k: equalize.absorb_high_biases(k.model, k.x, n_std=-1), V,
+     r"n_std: expected a number >= 0"),
+    ("empirical_bias_correction x wide", lambda k: bias_correction.empirical_bias_correction(k.model, k.weights, k.x[:, :1]),
+     V, r"calibration_x: expected 2 features"),
+    ("empirical_bias_correction weights", lambda k: bias_correction.empirical_bias_correction(k.model, k.weights[:1], k.x),
+     V, r"weights"),
+    ("mean_output_errors quantized", lambda k: bias_correction.mean_output_errors(k.model, k.qmodel, k.x), T,
+     r"quantized: expected an MLP of model's layer sizes"),
+    ("preactivation_statistics model", lambda k: bias_correction.preactivation_statistics(None, k.x), T,
+     r"model: expected an nnref MLP"),
+    ("adaround x 1e300", lambda k: adaround.adaround(k.model, np.full((4, 2), 1e300), bits=4, iterations=2), V,
+     r"calibration_x: expected values within"),
+    ("adaround bits 9", lambda k: adaround.adaround(k.model, k.x, bits=9, iterations=2), V, r"bits: expected an integer"),
+    ("LSQActivation step nan", lambda k: lsq.LSQActivation(4, float("nan")), V, r"step: expected a finite number"),
+    ("LSQActivation step list", lambda k: lsq.LSQActivation(4, [0.1]), T, r"step: expected a real number"),
+    ("PACTActivation alpha 0", lambda k: lsq.PACTActivation(4, 0.0), V, r"alpha: expected a number > 0"),
+    ("PACTActivation alpha 1e39", lambda k: lsq.PACTActivation(4, 1e39), V, r"alpha: expected a number within float32"),
+    ("prepare_lsq dead layer", lambda k: lsq.prepare_lsq(_dead_first_layer(), np.zeros((4, 2))), V,
+     r"calibration_x: every activation after Linear layer 1 is 0"),
+    ("weight_qparams method", lambda k: layerwise.weight_qparams(k.model.params["W1"], method="max"), V, r"method"),
+    ("weight_qparams W 1e200", lambda k: layerwise.weight_qparams(np.full((2, 2), 1e200)), V, r"W: expected values within float32"),
+    ("adaround_layer x_hat 1e200", lambda k: adaround.adaround_layer(
+        k.model.params["W1"], k.model.params["b1"], np.full((3, 2), 1e200), np.zeros((3, 8)), k.weights[0][1],
+        iterations=2), V, r"x_hat: expected values within float32"),
+    ("check_weight_scheme int", lambda k: layerwise.check_weight_scheme(8, 4), T, r"weight_scheme: expected a QScheme"),
+    ("layer_inputs model str", lambda k: layerwise.layer_inputs("m", k.x), T, r"model: expected an nnref MLP"),
+    # --- plots of the recipe -------------------------------------------------------------------
+    ("plot_layer_sqnr empty", lambda k: ptq_plots.plot_layer_sqnr({}), T, r"sqnr: expected a non-empty dict"),
+    ("plot_layer_sqnr nan", lambda k: ptq_plots.plot_layer_sqnr({"rtn": [1.0, float("nan")]}), V,
+     r"sqnr\['rtn'\]: expected numbers or \+inf"),
+    ("plot_layer_sqnr ax", lambda k: ptq_plots.plot_layer_sqnr({"rtn": [1.0]}, ax="left"), T, r"ax: expected a matplotlib Axes"),
+    ("plot_equalized_ranges pair", lambda k: ptq_plots.plot_equalized_ranges(k.model, k.model, pair=1), V,
+     r"pair: expected an integer in \[0, 0\]"),
+    ("plot_equalized_ranges after", lambda k: ptq_plots.plot_equalized_ranges(k.model, MLP([2, 3])), T,
+     r"after: expected an MLP of before's layer sizes"),
+    ("plot_channel_bias list", lambda k: ptq_plots.plot_channel_bias([1.0]), T, r"errors: expected a non-empty dict"),
+    ("plot_channel_bias title", lambda k: ptq_plots.plot_channel_bias({"a": [1.0]}, title=3), T, r"title: expected a str"),
+    ("plot_loss_scale zero", lambda k: plots_recipe.plot_loss_scale([1.0, 0.0], [False, False]), V, r"scales: expected loss scales > 0"),
+    ("plot_loss_scale skipped int", lambda k: plots_recipe.plot_loss_scale([1.0], [0]), T, r"skipped: expected a sequence"),
+    ("plot_centroids nan", lambda k: plots_recipe.plot_centroids([1.0, np.nan], [0.0]), V, r"weights: expected finite values"),
+    ("plot_centroids bins 0", lambda k: plots_recipe.plot_centroids([1.0], [0.0], bins=0), V, r"bins: expected an integer"),
+    ("plot_binary_weights alpha array", lambda k: plots_recipe.plot_binary_weights([1.0, -1.0], np.ones(2)), T,
+     r"alpha: expected a real number"),
+    ("plot_sparsity_by_layer masks", lambda k: plots_recipe.plot_sparsity_by_layer({"a": k.masks, "b": [1]}), T,
+     r"masks_by_label\['b'\]: expected a dict"),
+    ("plot_sensitivity ax", lambda k: plots_recipe.plot_sensitivity(
+        sensitivity.layer_sensitivity(k.model, k.x, k.y, bits=(4,)), ax=1), T, r"ax: expected a matplotlib Axes"),
+    # --- nnref.laws and nnref.course -----------------------------------------------------------
+    ("laws.reference unknown", lambda k: laws.reference("relu"), V, r"name: expected one of"),
+    ("laws.reference int", lambda k: laws.reference(3), T, r"name: expected a str"),
+    ("laws.check max_examples 0", lambda k: laws.check("relu_backward", np.abs, max_examples=0), V,
+     r"max_examples: expected an integer in \[1"),
+    ("laws.check max_examples float", lambda k: laws.check("relu_backward", np.abs, max_examples=2.5), T,
+     r"max_examples: expected an integer"),
+    ("course.parse_percent bytes", lambda k: course.parse_percent(b"# %%"), T, r"text: expected the script as a str"),
+    ("course.notebook_code list", lambda k: course.notebook_code([]), T, r"nb: expected a notebook dict"),
+    ("course.stub_source unknown", lambda k: course.stub_source("relu"), V, r"name: expected one of"),
+    ("course.write_exercises under a file", lambda k: course.write_exercises(k.tmp / "a-file" / "ex"), V,
+     r"out_dir: expected a folder"),
+    ("course.write_exercises empty source", lambda k: course.write_exercises(k.tmp / "ex", k.tmp / "empty"), V,
+     r"source_dir: expected tutorials named NN_name\.py"),
+    ("course.write_tutorial_notebooks int", lambda k: course.write_tutorial_notebooks(3), T, r"source_dir: expected a str"),
+    ("course.grade txt", lambda k: course.grade(k.tmp / "notes.txt"), V, r"path: expected a \.py or \.ipynb file"),
+    ("course.grade missing", lambda k: course.grade(k.tmp / "missing.py"), F, r"missing\.py: no such file"),
+    ("course.grade max_examples", lambda k: course.grade(k.tmp / "notes.txt", max_examples=-1), V, r"max_examples"),
+    # --- the command line's counts --------------------------------------------------------------
+    ("cli positive_int huge", lambda k: cli.positive_int("100000000000"), argparse.ArgumentTypeError,
+     r"expected an integer in \[1, 1000000000\]"),
+    ("check empty folder", lambda k: cli.prepare_check(argparse.Namespace(path=str(k.tmp / "empty"), max_examples=None)), V,
+     r"path: expected a student's \.py or \.ipynb"),
+    ("notebooks --tutorials empty", lambda k: cli.prepare_notebooks(argparse.Namespace(tutorials=str(k.tmp / "empty"))), V,
+     r"--tutorials: expected an existing folder of tutorials"),
 ]
 
 
 def test_the_table_is_large_and_its_ids_unique():
     ids = [row[0] for row in ROWS]
     assert len(ids) == len(set(ids))
-    assert len(ROWS) >= 80
+    assert len(ROWS) >= 150
 
 
 @pytest.mark.parametrize("name, call, exc_type, fragment", ROWS, ids=[row[0] for row in ROWS])

@@ -118,6 +118,22 @@ _FAULT_SCRIPT = textwrap.dedent("""
         "write_idx .gz": ("a.idx.gz", write_idx, old_idx, new_idx, lambda p: read_idx(p).tolist(),
                           old_idx.tolist()),
     }
+    from nnref.interop import from_onnx, to_onnx
+    writers["to_onnx"] = ("q.onnx", lambda p, m: to_onnx(m, p), old_q, new_q,
+                          lambda p: from_onnx(p).layers[0].w_q.tolist(), old_q.layers[0].w_q.tolist())
+    from nnref.course import write_exercises
+    sources = {}
+    for label, padding in (("old", 1), ("new", 400)):  # a tutorial with one exercise binding
+        src = os.path.join(folder, "src-" + label)
+        os.makedirs(src)
+        with open(os.path.join(src, "01_t.py"), "w") as f:
+            f.write('# %% tags=["exercise"]\\nrelu_backward = laws.reference("relu_backward")\\n'
+                    + "# %%\\n" + "x = 1  # a line of the tutorial\\n" * padding)
+        sources[label] = src
+    writers["write_exercises"] = ("ex/01_t.ipynb", lambda p, src: write_exercises(os.path.dirname(p), src),
+                                  sources["old"], sources["new"], lambda p: open(p).read(), None)
+    os.makedirs(os.path.join(folder, "ex"))
+    os.makedirs(os.path.join(folder, "sizing-ex"))
     old_fig, new_fig = plt.figure(figsize=(1, 1)), plt.figure(figsize=(4, 4))
     new_fig.gca().imshow(rng.random((200, 200)))  # noise: a PNG far above every small cap
     writers["save_figure"] = ("f.png", lambda p, fig: save_figure(fig, p, dpi=50), old_fig, new_fig,
@@ -159,7 +175,8 @@ def test_every_file_writer_under_a_file_size_limit_leaves_the_previous_file(tmp_
                           text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
-    assert set(report) == {"MLP.save", "QuantizedMLP.save", "write_idx", "write_idx .gz", "save_figure"}
+    assert set(report) == {"MLP.save", "QuantizedMLP.save", "write_idx", "write_idx .gz", "save_figure", "to_onnx",
+                           "write_exercises"}
     for name, result in report.items():
         assert result["full"] > 4096, f"{name}: the new file must be larger than every cap but the last two"
         for o in result["outcomes"]:

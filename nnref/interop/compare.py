@@ -37,6 +37,7 @@ from nnref.interop.engines import ENGINES, LITERT_PATHS, run_litert, run_onnxrun
 from nnref.interop.onnx_io import read_onnx
 from nnref.interop.tflite_io import read_tflite
 from nnref.quant import QuantizedMLP
+from nnref.quant.grid import FLOAT32_MAX
 from nnref.quant.profiles import (
     ENGINE_INPUT_ROUNDINGS,
     INPUT_ROUNDINGS,
@@ -198,8 +199,13 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
 
     Raises
     ------
+    TypeError
+        ``model_path`` not a path; ``x`` not numeric; ``max_details`` not an int.
+    FileNotFoundError
+        No such file.
     ValueError
-        An engine that does not run this file type; bad ``x``; unreadable models (see
+        An engine that does not run this file type; ``x`` of the wrong shape, not finite
+        or beyond float32; ``max_details < 0``; unreadable models (see
         :func:`~nnref.interop.read_tflite`, :func:`~nnref.interop.read_onnx`).
     """
     if not isinstance(model_path, (str, os.PathLike)):
@@ -211,7 +217,12 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
         raise ValueError(f"engine: expected one of {ENGINES} that runs {os.path.basename(path)!r} "
                          f"(LiteRT for .tflite, onnxruntime for .onnx), got {engine!r}")
     x = as_float_array(x, "x", ndim=2)
-    if isinstance(max_details, bool) or not isinstance(max_details, int) or max_details < 0:
+    big = float(np.max(np.abs(x))) if x.size else 0.0
+    if big > FLOAT32_MAX:  # the engines take float32: the cast would make these infinite
+        raise ValueError(f"x: expected values within float32's range (|x| <= {FLOAT32_MAX:.4g}), got |x| up to {big:.4g}")
+    if isinstance(max_details, bool) or not isinstance(max_details, (int, np.integer)):
+        raise TypeError(f"max_details: expected an int >= 0, got {describe(max_details)}")
+    if max_details < 0:
         raise ValueError(f"max_details: expected an int >= 0, got {describe(max_details)}")
     model, x_q, engine_quantized, layers, logits = _run(path, x, engine)
     reference = model_profile(model)

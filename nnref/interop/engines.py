@@ -25,9 +25,10 @@ import onnxruntime as ort
 import tflite
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from nnref._checks import as_float_array, describe
+from nnref._checks import as_float_array, as_int_array, describe
+from nnref._files import as_path, read_file_bytes
 
-__all__ = ["LITERT_PATHS", "ENGINES", "run_litert", "run_onnxruntime"]
+__all__ = ["LITERT_PATHS", "ENGINES", "check_engine_input", "run_litert", "run_onnxruntime"]
 
 #: LiteRT kernel sets by name: (op resolver, whether intermediates are observable).
 LITERT_PATHS = {
@@ -50,17 +51,72 @@ def _with_output(data: bytes, tensor: int) -> bytes:
     return bytes(patched)
 
 
+def check_engine_input(x, dtype, features: int) -> np.ndarray:
+    """``x`` as the engine's input of ``dtype``, ``(B, features)``, without a lossy cast.
+
+    Parameters
+    ----------
+    x : array_like
+        The input.
+    dtype : numpy dtype
+        The model's input type: float32, or an integer type (int8) for a model without a
+        QUANTIZE.
+    features : int
+        The input width the model expects.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, features)`` of ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        A non-numeric ``x``; floats for an integer input.
+    ValueError
+        A shape other than ``(B, features)`` with ``B >= 1``; NaN or infinity; values
+        beyond the input type's range (a cast would make them infinite or wrap them).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        x = as_int_array(x, "x")
+    else:
+        x = as_float_array(x, "x", finite=True)
+    if x.ndim != 2 or x.shape[1] != features or x.shape[0] == 0:
+        raise ValueError(f"x: expected shape (B, {features}) with B >= 1, got {describe(x)}")
+    info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+    lo, hi = (x.min(), x.max()) if x.size else (0, 0)
+    if lo < info.min or hi > info.max:
+        raise ValueError(f"x: expected values within the model's {dtype} input range [{info.min}, {info.max}], "
+                         f"got values in [{lo}, {hi}]")
+    return x.astype(dtype, copy=False)
+
+
 def _invoke(content: bytes, resolver, preserve: bool, x: np.ndarray) -> Interpreter:
+    """An interpreter that has run ``x`` (checked against the model's input)."""
     it = Interpreter(model_content=content, experimental_op_resolver_type=resolver,
                      experimental_preserve_all_tensors=preserve, num_threads=1)
     inp = it.get_input_details()[0]
-    if x.ndim != 2 or x.shape[1] != inp["shape"][-1] or x.shape[0] == 0:
-        raise ValueError(f"x: expected shape (B, {inp['shape'][-1]}) with B >= 1, got {describe(x)}")
+    x = check_engine_input(x, inp["dtype"], int(inp["shape"][-1]))
     it.resize_tensor_input(inp["index"], list(x.shape))
     it.allocate_tensors()
-    it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    it.set_tensor(inp["index"], x)
     it.invoke()
     return it
+
+
+def _check_tensors(tensors, n: int) -> list[int]:
+    """``tensors`` as a list of tensor indices in ``[0, n)``."""
+    if isinstance(tensors, (str, bytes)) or not isinstance(tensors, (list, tuple, range, np.ndarray)):
+        raise TypeError(f"tensors: expected a sequence of tensor indices, got {describe(tensors)}")
+    out = []
+    for t in tensors:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"tensors: expected integer tensor indices, got {describe(t)}")
+        if not 0 <= t < n:
+            raise ValueError(f"tensors: expected indices in [0, {n - 1}] (the model's tensors), got {int(t)}")
+        out.append(int(t))
+    return out
 
 
 def run_litert(path, x, engine: str = "litert_reference", tensors=()) -> dict[int, np.ndarray]:
@@ -86,15 +142,24 @@ def run_litert(path, x, engine: str = "litert_reference", tensors=()) -> dict[in
 
     Raises
     ------
+    TypeError
+        ``path`` not a path; ``x`` not numeric (or floats for an int8 input);
+        ``tensors`` not a sequence of ints.
+    FileNotFoundError
+        No such file.
     ValueError
-        An unknown engine; ``x`` of the wrong shape.
+        An unknown engine; a file LiteRT cannot read (named); ``x`` of the wrong shape,
+        not finite or beyond the input type's range; a tensor index out of range.
     """
     if engine not in LITERT_PATHS:
         raise ValueError(f"engine: expected one of {tuple(LITERT_PATHS)}, got {engine!r}")
     resolver, preserve = LITERT_PATHS[engine]
-    with open(os.fspath(path), "rb") as f:
-        data = f.read()
-    x = np.asarray(x)
+    path, data = read_file_bytes(path, "path")
+    try:
+        it = Interpreter(model_content=data, num_threads=1)
+    except ValueError as exc:
+        raise ValueError(f"{path}: LiteRT cannot read this model ({' '.join(str(exc).split())})") from None
+    tensors = _check_tensors(tensors, len(it.get_tensor_details()))
     it = _invoke(data, resolver, preserve, x)
     if preserve:
         wanted = [t["index"] for t in it.get_tensor_details()]
@@ -108,7 +173,7 @@ def run_litert(path, x, engine: str = "litert_reference", tensors=()) -> dict[in
             continue
     for idx in tensors if not preserve else ():
         if idx not in out:
-            out[int(idx)] = np.array(_invoke(_with_output(data, int(idx)), resolver, False, x).get_tensor(int(idx)))
+            out[idx] = np.array(_invoke(_with_output(data, idx), resolver, False, x).get_tensor(idx))
     return out
 
 
@@ -140,14 +205,35 @@ def run_onnxruntime(path, x) -> dict[str, np.ndarray]:
     dict of str to numpy.ndarray
         The input and every node output (each added as a graph output to a copy of the
         model in memory).
+
+    Raises
+    ------
+    TypeError
+        ``path`` not a path; ``x`` not numeric.
+    FileNotFoundError
+        No such file.
+    ValueError
+        A file that is not an ONNX model (named); ``x`` not ``(B, features)``, not
+        finite or beyond float32.
     """
-    model = _with_all_outputs(onnx.load(os.fspath(path)))
+    path = os.fspath(as_path(path, "path"))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        model = _with_all_outputs(onnx.load(path, load_external_data=False))
+    except Exception as exc:  # protobuf raises several types for a foreign file
+        raise ValueError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    x = as_float_array(x, "x", ndim=2).astype(np.float32)
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+        raise ValueError(f"{path}: onnxruntime cannot run this model ({' '.join(str(exc).split())})") from None
+    name, shape = sess.get_inputs()[0].name, sess.get_inputs()[0].shape
+    if len(shape) != 2 or not isinstance(shape[1], int):
+        raise ValueError(f"{path}: expected one input of shape (batch, features), got {shape}")
+    x = check_engine_input(x, np.float32, shape[1])
     names = [o.name for o in sess.get_outputs()]
     values = sess.run(names, {name: x})
     return {name: x, **dict(zip(names, values))}

@@ -43,7 +43,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nnref._checks import describe
+from nnref._files import as_path, atomic_write
 from nnref.quant import QParams, QuantizedLayer, QuantizedMLP
+from nnref.quant.checks import check_choice
+from nnref.quant.qlayer import REQUANTIZATIONS
 
 __all__ = ["FORMATS", "ONNXMLP", "to_onnx", "read_onnx", "from_onnx"]
 
@@ -149,12 +152,16 @@ def to_onnx(qmodel: QuantizedMLP, path, format: str = "qoperator") -> None:
     Raises
     ------
     TypeError
-        ``qmodel`` not a QuantizedMLP.
+        ``qmodel`` not a QuantizedMLP; ``path`` not a path.
     ValueError
         An unknown format.
+    OSError
+        The file cannot be written; it is replaced atomically
+        (:func:`nnref._files.atomic_write`), so a failed write leaves any previous file.
     """
     if not isinstance(qmodel, QuantizedMLP):
         raise TypeError(f"qmodel: expected a QuantizedMLP, got {describe(qmodel)}")
+    path = as_path(path, "path")
     if format not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {format!r}")
     b = _Builder()
@@ -173,7 +180,8 @@ def to_onnx(qmodel: QuantizedMLP, path, format: str = "qoperator") -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="nnref")
     helper.set_model_props(model, _metadata(qmodel))
     onnx.checker.check_model(model)
-    onnx.save(model, os.fspath(path))
+    content = model.SerializeToString()
+    atomic_write(path, lambda f: f.write(content))
 
 
 @dataclass(frozen=True)
@@ -368,21 +376,44 @@ def read_onnx(path, requantization: str = "float") -> ONNXMLP:
 
     Raises
     ------
+    TypeError
+        ``path`` is not a path.
     FileNotFoundError
         No such file.
     ValueError
-        Not an ONNX model; an operator outside the ``ai.onnx`` set :func:`to_onnx` writes
-        (named with its node index); uint8 or per-channel activations; weights that are
-        not int8 with zero point 0; a chain that is not the one :func:`to_onnx` writes.
+        An unknown ``requantization``; naming the file: not an ONNX model (or a damaged
+        one); initializers in external files; an operator outside the ``ai.onnx`` set
+        :func:`to_onnx` writes (named with its node index); uint8 or per-channel
+        activations; weights that are not int8 with zero point 0; a chain that is not the
+        one :func:`to_onnx` writes.
     """
-    path = os.fspath(path)
+    path = os.fspath(as_path(path, "path"))
+    check_choice(requantization, "requantization", REQUANTIZATIONS)
     if not os.path.exists(path):
-        raise FileNotFoundError(path)
+        raise FileNotFoundError(f"{path}: no such file")
     try:
-        model = onnx.load(path)
+        # No external data: nnref's files are self-contained, and a tensor stored
+        # elsewhere would have the reader open other files.
+        model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises several types for a foreign file
         raise ValueError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
+    try:
+        return _read_graph(path, model, requantization)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(f"{path}: "):
+            raise
+        # A damaged value deep in the graph (an attribute, a shape, a grid the layer
+        # refuses): say which file holds it.
+        raise ValueError(f"{path}: corrupt or unsupported ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def _read_graph(path: str, model: onnx.ModelProto, requantization: str) -> ONNXMLP:
+    """The chain walk of :func:`read_onnx` on a loaded model."""
     g = model.graph
+    external = [t.name for t in g.initializer if t.data_location == TensorProto.EXTERNAL]
+    if external:
+        raise ValueError(f"{path}: initializers {external[:4]} are stored in external files; "
+                         f"nnref reads self-contained ONNX files")
     if len(g.input) != 1 or len(g.output) != 1 or not g.node:
         raise ValueError(f"{path}: expected one input, one output and some nodes, got "
                          f"{len(g.input)} inputs, {len(g.output)} outputs, {len(g.node)} nodes")

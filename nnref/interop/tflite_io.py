@@ -21,6 +21,7 @@ profile of :mod:`nnref.quant.profiles` follows).
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import numpy as np
 import tflite
 
 from nnref._checks import describe
+from nnref._files import read_file_bytes
 from nnref.quant import QParams, QuantizedLayer, QuantizedMLP, activation_range, build_lut
 from nnref.quant.convert import FIXED_OUTPUT_QPARAMS
 
@@ -147,7 +149,7 @@ class _Graph:
         else:
             raw = buf.DataAsNumpy() if buf.DataLength() else np.zeros(0, np.uint8)
         shape = tuple(int(s) for s in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        if raw.size != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+        if raw.size != math.prod(shape) * np.dtype(dtype).itemsize:  # Python ints: no wrap-around
             raise ValueError(f"{self.path}: {where}: {self.describe(index)} should be a constant of "
                              f"shape {shape}, got a buffer of {raw.size} bytes")
         return np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
@@ -264,23 +266,29 @@ def read_tflite(path) -> TFLiteMLP:
 
     Raises
     ------
+    TypeError
+        ``path`` is not a path.
     FileNotFoundError
         No such file.
     ValueError
-        Not a ``.tflite`` FlatBuffer; more than one subgraph; an operator outside
+        Naming the file: a folder; not a ``.tflite`` FlatBuffer; more than one subgraph; an operator outside
         :data:`SUPPORTED_OPERATORS` (named with its index); a tensor of another type than
         nnref reads (int8 activations and weights, int32 bias, float32 graph input/output);
         per-channel activations; nonzero weight zero points; a fused activation other
         than NONE, RELU or RELU6 (and a RELU6 whose clamp falls inside the int8 range);
         operators that do not form one chain.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    path, data = read_file_bytes(path, "path")
     try:
         return _read(_Graph(path, data))
     except (IndexError, struct.error, TypeError, AttributeError) as exc:  # offsets past the end
         raise ValueError(f"{path}: corrupt TensorFlow Lite FlatBuffer ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:
+        if str(exc).startswith(f"{path}: "):
+            raise
+        # A value the layer constructor refuses (a negative scale, a zero point out of
+        # range, a buffer past the end): say which file holds it.
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _read(g: _Graph) -> TFLiteMLP:

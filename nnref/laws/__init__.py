@@ -21,6 +21,7 @@ Requires hypothesis (installed by ``requirements.txt``).
 
 from __future__ import annotations
 
+from nnref._checks import check_int_in_range, describe
 from nnref.laws.catalog import EXERCISES
 from nnref.laws.core import Exercise, Law, LawResult, LawViolation, Report, resolve, run_exercise
 
@@ -53,9 +54,13 @@ def exercise(name: str) -> Exercise:
 
     Raises
     ------
+    TypeError
+        For a ``name`` that is not a str.
     ValueError
         For an unknown name (the message lists the names).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, one of {names()}, got {describe(name)}")
     for e in EXERCISES:
         if e.name == name:
             return e
@@ -100,7 +105,14 @@ def check(name: str, fn, max_examples: int | None = None) -> Report:
 
     Raises
     ------
+    TypeError
+        ``name`` not a str; ``max_examples`` not an int.
     ValueError
-        Only for an unknown ``name`` (never for a wrong ``fn``).
+        An unknown ``name``; ``max_examples < 1``. Never for a wrong ``fn`` (even one that
+        is not callable, as a student's unfinished ``name = None``): what it gets wrong is
+        the report.
     """
-    return run_exercise(exercise(name), fn, max_examples)
+    ex = exercise(name)
+    if max_examples is not None:
+        max_examples = check_int_in_range(max_examples, "max_examples", 1, 10**6)
+    return run_exercise(ex, fn, max_examples)

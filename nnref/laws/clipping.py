@@ -65,6 +65,7 @@ def _verify_value(fn, case):
 
 
 def clip_value_laws() -> tuple:
+    """The laws and worked values of ``clip_value``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"grads": [np.array([-3.0, -0.5, 0.25, 4.0])], "min_value": -1.0, "max_value": 0.5}
     return (
         Law("clip each entry", "every entry clipped to [min_value, max_value] (not symmetric), inside "
@@ -96,6 +97,7 @@ def _verify_norm(fn, case):
 
 
 def clip_norm_laws() -> tuple:
+    """The laws and worked values of ``clip_norm``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"g": np.array([3.0, 4.0]), "max_norm": 1.0}
     return (
         Law("TensorFlow's rule", "g * max_norm / max(||g||_2, max_norm): norm at most max_norm, direction "
@@ -140,6 +142,7 @@ def _verify_global(fn, case):
 
 
 def clip_global_norm_laws() -> tuple:
+    """The laws and worked values of ``clip_global_norm``: a tuple of :class:`~nnref.laws.core.Law`."""
     at_threshold = {"grads": [np.array([3.0]), np.array([4.0])], "max_norm": 5.0, "eps": 1e-6}
     below = {"grads": [np.array([0.3, -0.4])], "max_norm": 1.0, "eps": 1e-6}
     return (
@@ -186,6 +189,7 @@ def _verify_agc(fn, case):
 
 
 def agc_laws() -> tuple:
+    """The laws and worked values of ``agc``: a tuple of :class:`~nnref.laws.core.Law`."""
     cols = {"w": np.array([[3.0, 0.0], [4.0, 0.0]]), "g": np.array([[1.0, 0.0], [0.0, 1.0]]),
             "clipping": 0.1, "eps": 1e-3}
     bias = {"w": np.array([1.0, 0.0]), "g": np.array([1.0, -1.0]), "clipping": 0.5, "eps": 1e-3}

@@ -134,10 +134,12 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """Whether every law and worked value held."""
         return all(r.passed for r in self.results)
 
     @property
     def failures(self) -> list:
+        """The :class:`LawResult` of every law that failed."""
         return [r for r in self.results if not r.passed]
 
     def __str__(self) -> str:

@@ -27,20 +27,24 @@ I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
 
 def srdhm_o(a: int, b: int) -> int:
+    """SRDHM on Python integers (the oracle): ``(a b + 2**30) >> 31``, saturating INT32_MIN**2."""
     return I32_MAX if a == b == I32_MIN else (a * b + 2**30) >> 31
 
 
 def rdbpot_o(x: int, e: int) -> int:
+    """RDBPOT on Python integers (the oracle): ``x / 2**e`` rounded half away from zero."""
     magnitude = (abs(x) + ((1 << e) >> 1)) >> e
     return magnitude if x >= 0 else -magnitude
 
 
 def mbqm_single_o(x: int, m0: int, shift: int) -> int:
+    """Single-rounding MBQM on Python integers (the oracle): ``round(x m0 / 2**(31 - shift))``, ties up."""
     t = 31 - shift
     return (x * m0 + (1 << (t - 1))) >> t
 
 
 def mbqm_double_o(x: int, m0: int, shift: int) -> int:
+    """Double-rounding MBQM on Python integers (the oracle): SRDHM of the shifted ``x``, then RDBPOT."""
     return rdbpot_o(srdhm_o(x << max(shift, 0), m0), max(-shift, 0))
 
 
@@ -83,6 +87,7 @@ def _verify_srdhm(fn, case):
 
 
 def srdhm_laws() -> tuple:
+    """The laws and worked values of ``srdhm``: a tuple of :class:`~nnref.laws.core.Law`."""
     ties = {"a": np.array([1, -1, 3, -3], dtype=np.int32), "b": np.array([2**30] * 4, dtype=np.int32)}
     sat = {"a": np.array([I32_MIN], dtype=np.int32), "b": np.array([I32_MIN], dtype=np.int32)}
     return (
@@ -109,6 +114,7 @@ def _verify_rdbpot(fn, case):
 
 
 def rdbpot_laws() -> tuple:
+    """The laws and worked values of ``rdbpot``: a tuple of :class:`~nnref.laws.core.Law`."""
     ties = {"x": np.array([5, -5, 6, -6, 7, -7], dtype=np.int32), "exponent": 1}
     ends = {"x": np.array([I32_MIN, I32_MAX, -1, 1], dtype=np.int32), "exponent": np.array([31, 31, 0, 0])}
     return (
@@ -145,6 +151,7 @@ def _verify_mbqm(rounding):
 
 
 def _mbqm_laws(rounding: str, worked_cases) -> tuple:
+    """The laws and worked values of ``_mbqm``: a tuple of :class:`~nnref.laws.core.Law`."""
     return (
         Law("exact", f"equals the {rounding}-rounding formula over int32 accumulators, m0 in "
             "[2^30, 2^31), every shift (scalar or per channel)", _mbqm_cases(), _verify_mbqm(rounding), 60),
@@ -154,6 +161,7 @@ def _mbqm_laws(rounding: str, worked_cases) -> tuple:
 
 
 def mbqm_single_laws() -> tuple:
+    """The laws and worked values of ``mbqm_single``: a tuple of :class:`~nnref.laws.core.Law`."""
     q = {"x": np.array([5, -5, 3, -3], dtype=np.int32), "m0": 2**30, "shift": -1}
     ties = {"x": np.array([1, -1, 3, -3], dtype=np.int32), "m0": 2**30, "shift": 0}
     return _mbqm_laws("single", [("x / 4 with one rounding: 1.25 -> 1, -1.25 -> -1, 0.75 -> 1, -0.75 -> -1", q),
@@ -161,6 +169,7 @@ def mbqm_single_laws() -> tuple:
 
 
 def mbqm_double_laws() -> tuple:
+    """The laws and worked values of ``mbqm_double``: a tuple of :class:`~nnref.laws.core.Law`."""
     q = {"x": np.array([5, -5, 3, -3], dtype=np.int32), "m0": 2**30, "shift": -1}
     return _mbqm_laws("double", [("x / 4 with two roundings: 1.25 -> 2 (SRDHM gives 3, then 3 / 2)", q)])
 
@@ -194,6 +203,7 @@ def _verify_requant(fn, case):
 
 
 def requantize_laws() -> tuple:
+    """The laws and worked values of ``requantize``: a tuple of :class:`~nnref.laws.core.Law`."""
     relu = {"acc": np.array([[-1000, 7, 1000]], dtype=np.int32), "m0": 2**30, "shift": -2, "out_zero_point": -5,
             "act_min": -5, "act_max": 127, "rounding": "single"}
     return (
@@ -219,6 +229,7 @@ def _matmul_cases(draw):
 
 
 def matmul_oracle(a, b, za, zb) -> np.ndarray:
+    """``sum_k (a[i, k] - za) (b[k, j] - zb[j])`` with Python integers (the oracle), as int64."""
     zb = np.broadcast_to(np.asarray(zb, dtype=np.int64), (b.shape[1],))
     return np.array([[sum((int(a[i, k]) - int(za)) * (int(b[k, j]) - int(zb[j])) for k in range(a.shape[1]))
                       for j in range(b.shape[1])] for i in range(a.shape[0])], dtype=np.int64)
@@ -231,6 +242,7 @@ def _verify_matmul(fn, case):
 
 
 def matmul_laws() -> tuple:
+    """The laws and worked values of ``matmul``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"a": np.array([[127, -128]], np.int8), "b": np.array([[1], [-128]], np.int8), "a_zero_point": -128,
           "b_zero_point": 127}
     return (
@@ -275,6 +287,7 @@ def _verify_linear_int8(fn, c):
 
 
 def linear_int8_laws() -> tuple:
+    """The laws and worked values of ``linear_int8``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"x_q": np.array([[10, -20]], np.int8), "w_q": np.array([[3, -1], [2, 5]], np.int8),
           "bias_q": np.array([100, -50], np.int32), "x_zero_point": -1, "w_zero_point": 0, "m0": 2**30,
           "shift": -3, "out_zero_point": 3, "act_min": -128, "act_max": 127, "rounding": "single"}
@@ -303,6 +316,7 @@ def _verify_multiplier(fn, c):
 
 
 def qlinear_multiplier_laws() -> tuple:
+    """The laws and worked values of ``qlinear_multiplier``: a tuple of :class:`~nnref.laws.core.Law`."""
     near = {"a_scale": np.float32(0.046575177), "b_scale": np.float32(0.051239517), "y_scale": np.float32(0.07917691)}
     return (
         Law("float32 order", "(a_scale * b_scale) / y_scale in float32, bit for bit", _scales(), _verify_multiplier, 40),
@@ -336,6 +350,7 @@ def _verify_rqf(fn, c):
 
 
 def requantize_float_laws() -> tuple:
+    """The laws and worked values of ``requantize_float``: a tuple of :class:`~nnref.laws.core.Law`."""
     tie = {"acc": np.array([1, 3, -1, 5], np.int32), "multiplier": np.float32(0.5), "out_zero_point": 1,
            "act_min": -128, "act_max": 127, "dtype": np.int8}
     return (

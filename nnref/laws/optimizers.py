@@ -79,6 +79,7 @@ def _verify_sgd(fn, case):
 
 
 def sgd_laws() -> tuple:
+    """The laws and worked values of ``sgd``: a tuple of :class:`~nnref.laws.core.Law`."""
     decay_into_buffer = {"p": np.array([1.0]), "grads": [np.array([1.0]), np.array([1.0])], "lr": 0.1,
                          "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.5}
     dampened_first = {"p": np.array([0.0]), "grads": [np.array([2.0])], "lr": 1.0, "momentum": 0.9,
@@ -144,6 +145,7 @@ def _verify_first_step(fn, case):
 
 
 def adam_laws() -> tuple:
+    """The laws and worked values of ``adam``: a tuple of :class:`~nnref.laws.core.Law`."""
     late = {"p": np.array([0.0]), "grads": [np.array([1.0])], "m": np.zeros(1), "v": np.zeros(1), "step": 1,
             "lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     one = _adam_cases(steps=1)

@@ -87,6 +87,7 @@ def _verify_affine(fn, case):
 
 
 def affine_laws() -> tuple:
+    """The laws and worked values of ``affine``: a tuple of :class:`~nnref.laws.core.Law`."""
     tie = {"min_val": -2.5 / 16, "max_val": 252.5 / 16, "qmin": -128, "qmax": 127}
     return (
         Law("contract", "scale = (mx - mn) / (qmax - qmin) stored as float32; zero point = qmin - "
@@ -101,6 +102,7 @@ def affine_laws() -> tuple:
 
 
 def symmetric_oracle(mn, mx, qmin, qmax, zero_point, convention) -> float:
+    """The symmetric scale in float64 then float32, 1.0 below float32's tiny (the oracle)."""
     a = max(-min(mn, 0.0), max(mx, 0.0))
     s64 = a / (qmax - zero_point) if convention == "tflite" else a / ((qmax - qmin) / 2)
     return 1.0 if s64 < F32_TINY else float(np.float32(s64))
@@ -126,6 +128,7 @@ def _verify_symmetric(fn, case):
 
 
 def symmetric_laws() -> tuple:
+    """The laws and worked values of ``symmetric``: a tuple of :class:`~nnref.laws.core.Law`."""
     tfl = {"min_val": -1.27, "max_val": 0.5, "qmin": -127, "qmax": 127, "zero_point": 0, "convention": "tflite"}
     pyt = {"min_val": -1.0, "max_val": 2.55, "qmin": 0, "qmax": 255, "zero_point": 128, "convention": "pytorch"}
     return (
@@ -139,6 +142,7 @@ def symmetric_laws() -> tuple:
 # ---------------------------------------------------------------- quantize / dequantize
 
 def quantize_oracle(x, scale, zero_point, qmin, qmax, rounding, dtype):
+    """``clamp(round(float32(x) / float32(s)) + zp)`` in the given rounding and dtype (the oracle)."""
     q32 = np.asarray(x, dtype=np.float32) / np.asarray(scale, dtype=np.float32)
     rnd = np.rint if rounding == "half_even" else np.vectorize(_round_away, otypes=[np.float64])
     pos = np.asarray(rnd(q32.astype(np.float64))) + zero_point
@@ -188,6 +192,7 @@ def _verify_quantize(fn, case):
 
 
 def quantize_laws() -> tuple:
+    """The laws and worked values of ``quantize``: a tuple of :class:`~nnref.laws.core.Law`."""
     near = {"x": np.array([-8.288267], dtype=np.float32), "scale": np.float32(0.09365273), "zero_point": 0,
             "qmin": -128, "qmax": 127, "rounding": "half_even", "dtype": np.int64}
     tie_zp = {"x": np.array([0.25, -0.25, 0.75]), "scale": 0.5, "zero_point": 1, "qmin": -128, "qmax": 127,
@@ -228,6 +233,7 @@ def _verify_dequantize(fn, case):
 
 
 def dequantize_laws() -> tuple:
+    """The laws and worked values of ``dequantize``: a tuple of :class:`~nnref.laws.core.Law`."""
     wrap = {"q": np.array([127, -128], dtype=np.int8), "scale": np.float32(0.5), "zero_point": -128}
     return (
         Law("contract", "x = float32(scale) * float32(q - zero_point), float32, no int8 wrap-around",
@@ -264,6 +270,7 @@ def _verify_ste(fn, case):
 
 
 def ste_laws() -> tuple:
+    """The laws and worked values of ``ste``: a tuple of :class:`~nnref.laws.core.Law`."""
     edge = {"grad_out": np.array([1.0, 1.0, 1.0, 1.0]), "x": np.array([127.4, 127.6, -128.4, -128.6]),
             "scale": 1.0, "zero_point": 0, "qmin": -128, "qmax": 127, "rounding": "half_even"}
     return (

@@ -66,6 +66,7 @@ def _verify_linear(fn, case):
 
 
 def linear_backward_laws() -> tuple:
+    """The laws and worked values of ``linear_backward``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"x": np.array([[1.0, 2.0], [3.0, 4.0]]), "W": np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]]),
           "grad_out": np.array([[1.0, -1.0, 2.0], [0.5, 0.0, -1.0]])}
     return (
@@ -104,6 +105,7 @@ def _verify_leaky_backward(fn, case):
 
 
 def relu_backward_laws() -> tuple:
+    """The laws and worked values of ``relu_backward``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"x": np.array([[-1.0, 0.0, 2.0]]), "grad_out": np.array([[5.0, 6.0, 7.0]])}
     return (
         Law("mask", "dx = g * [x > 0]: the gradient passes where x > 0, and is 0 at x <= 0",
@@ -114,6 +116,7 @@ def relu_backward_laws() -> tuple:
 
 
 def leaky_relu_forward_laws() -> tuple:
+    """The laws and worked values of ``leaky_relu_forward``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"x": np.array([[-2.0, 0.0, 3.0]]), "alpha": 2.0}
     return (
         Law("definition", "y = x where x > 0, alpha x elsewhere, for every alpha >= 0 (also > 1)",
@@ -124,6 +127,7 @@ def leaky_relu_forward_laws() -> tuple:
 
 
 def leaky_relu_backward_laws() -> tuple:
+    """The laws and worked values of ``leaky_relu_backward``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"x": np.array([[-2.0, 0.0, 3.0]]), "grad_out": np.array([[1.0, 1.0, 1.0]]), "alpha": 2.0}
     return (
         Law("slopes", "dx = g where x > 0, alpha g where x <= 0, for every alpha >= 0 (also > 1)",
@@ -160,6 +164,7 @@ def _verify_derivative(fn, case, forward, name):
 
 
 def tanh_backward_laws() -> tuple:
+    """The laws and worked values of ``tanh_backward``: a tuple of :class:`~nnref.laws.core.Law`."""
     return (
         Law("formula", "dx = g (1 - y^2) in terms of the OUTPUT y", _output_cases(-1.0, 1.0), _verify_tanh, 30),
         worked("tanh' at five points equals central differences", {},
@@ -169,6 +174,7 @@ def tanh_backward_laws() -> tuple:
 
 
 def sigmoid_backward_laws() -> tuple:
+    """The laws and worked values of ``sigmoid_backward``: a tuple of :class:`~nnref.laws.core.Law`."""
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731 - a one-line oracle
     return (
         Law("formula", "dx = g y (1 - y) in terms of the OUTPUT y", _output_cases(0.0, 1.0), _verify_sigmoid, 30),
@@ -216,6 +222,7 @@ def _verify_ce_rows(fn, case):
 
 
 def cross_entropy_laws() -> tuple:
+    """The laws and worked values of ``cross_entropy``: a tuple of :class:`~nnref.laws.core.Law`."""
     ex = {"logits": np.zeros((2, 4)), "labels": np.array([0, 3])}
     return (
         Law("loss and gradient", "L = mean(-log softmax(z)[label]); dL/dz = (softmax(z) - onehot) / B",

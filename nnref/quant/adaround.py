@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnref._checks import as_float_array, as_rng, check_int_in_range, check_nonnegative, check_positive
+from nnref._checks import (
+    as_float_array,
+    as_rng,
+    check_float32_range,
+    check_int_in_range,
+    check_nonnegative,
+    check_positive,
+)
 from nnref.mlp import MLP
 from nnref.optim import Adam
 from nnref.quant import QParams, dequantize, round_half_away
@@ -363,10 +370,10 @@ def adaround_layer(W, b, x_hat, target, qparams: QParams, activation: str = "non
     history : dict
         ``"recon"`` and ``"soft"`` per iteration, ``"changed"`` (see :class:`AdaRoundResult`).
     """
-    W = as_float_array(W, "W", ndim=2).astype(np.float64)
-    x_hat = as_float_array(x_hat, "x_hat", ndim=2).astype(np.float64)
-    target = as_float_array(target, "target", ndim=2).astype(np.float64)
-    b = as_float_array(b, "b", ndim=1).astype(np.float64)
+    W = check_float32_range(as_float_array(W, "W", ndim=2), "W").astype(np.float64)
+    x_hat = check_float32_range(as_float_array(x_hat, "x_hat", ndim=2), "x_hat").astype(np.float64)
+    target = check_float32_range(as_float_array(target, "target", ndim=2), "target").astype(np.float64)
+    b = check_float32_range(as_float_array(b, "b", ndim=1), "b").astype(np.float64)
     if x_hat.shape[1] != W.shape[0] or target.shape != (x_hat.shape[0], W.shape[1]) or b.shape != (W.shape[1],):
         raise ValueError(f"W, b, x_hat, target: expected shapes (in, out), (out,), (N, in), (N, out), "
                          f"got {W.shape}, {b.shape}, {x_hat.shape}, {target.shape}")
@@ -431,7 +438,7 @@ def adaround(model: MLP, calibration_x, weight_scheme="tflite_int8_weights", bit
     AdaRoundResult
     """
     acts = layer_activations(model)
-    x = as_float_array(calibration_x, "calibration_x", ndim=2)
+    x = model.check_input(calibration_x, "calibration_x")
     rng = as_rng(seed)
     inputs, pre = layer_inputs(model, x)
     x_hat = inputs[0].astype(np.float64)

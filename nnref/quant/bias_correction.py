@@ -131,6 +131,8 @@ def mean_output_errors(model: MLP, quantized: MLP, x) -> list[np.ndarray]:
     """Per Linear layer, ``mean_n(z_hat_l - z_l)`` over ``x``: the mean pre-activation error
     of ``quantized`` (e.g. a :func:`~nnref.quant.layerwise.dequantized_model`) against
     ``model``, each run on its own activations. Zero after empirical bias correction."""
+    if not isinstance(quantized, MLP) or isinstance(model, MLP) and quantized.layer_sizes != model.layer_sizes:
+        raise TypeError(f"quantized: expected an MLP of model's layer sizes, got {describe(quantized)}")
     _, pre = layer_inputs(model, x)
     _, pre_q = layer_inputs(quantized, x)
     return [(zq.astype(np.float64) - z.astype(np.float64)).mean(axis=0) for z, zq in zip(pre, pre_q)]
@@ -165,7 +167,7 @@ def empirical_bias_correction(model: MLP, weights, calibration_x) -> MLP:
         ``model``'s weights with corrected biases.
     """
     weights = _check(model, weights)
-    x = as_float_array(calibration_x, "calibration_x", ndim=2)
+    x = model.check_input(calibration_x, "calibration_x")
     corrected = model.copy()
     _, pre = layer_inputs(model, x)
     for l, lin in enumerate(corrected.linears):

@@ -238,6 +238,8 @@ def binary_size_bytes(model: MLP) -> int:
     """Stored bytes of a :func:`binarize_mlp` model: binary layers 1 bit per weight (ternary
     2 bits) plus a float32 alpha per output, QATLinear layers packed at their bit width with
     a float32 scale per output, other Linear layers float32; every bias float32."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected an nnref MLP (from binarize_mlp), got {describe(model)}")
     total = 0
     for lin in model.linears:
         n_w, n_out = lin.W.size, lin.W.shape[1]
@@ -348,6 +350,7 @@ def binary_layer_forward(x_sign, layer: BinaryLinear) -> np.ndarray:
     -------
     float32 ndarray (B, out)
     """
+    x_sign = as_int_array(x_sign, "x_sign", ndim=2)
     if not isinstance(layer, BinaryLinear) or layer.mode != "binary":
         raise TypeError(f"layer: expected a binary BinaryLinear, got {describe(layer)}")
     B, alpha = layer.quantized()

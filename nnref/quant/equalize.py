@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, check_nonnegative
+from nnref._checks import check_int_in_range, check_nonnegative
 from nnref.mlp import MLP
 from nnref.quant.layerwise import layer_activations, layer_inputs
 
@@ -201,7 +201,7 @@ def absorb_high_biases(model: MLP, calibration_x, n_std: float | None = 3.0) -> 
     layer_activations(model)
     if n_std is not None:
         n_std = check_nonnegative(n_std, "n_std")
-    x = as_float_array(calibration_x, "calibration_x", ndim=2)
+    x = model.check_input(calibration_x, "calibration_x")
     new = model.copy()
     lins = new.linears
     for l in range(len(lins) - 1):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, describe
+from nnref._checks import as_float_array, check_float32_range, check_int_in_range, describe
 from nnref.layers import LeakyReLU, Linear, ReLU
 from nnref.mlp import MLP
 from nnref.quant import (
@@ -80,7 +80,10 @@ def check_weight_scheme(weight_scheme, bits) -> QScheme:
         ``bits`` outside 2..8.
     """
     bits = check_int_in_range(bits, "bits", 2, _MAX_WEIGHT_BITS)
-    scheme = get_scheme(weight_scheme)
+    try:
+        scheme = get_scheme(weight_scheme)
+    except (TypeError, ValueError) as exc:  # its message names "scheme": name this argument
+        raise type(exc)(f"weight_scheme: {str(exc).partition(': ')[2]}") from None
     if not (scheme.symmetric and scheme.signed):
         raise ValueError(f"weight_scheme: expected a symmetric signed scheme (zero point 0), got {scheme}")
     if scheme.per_channel and scheme.channel_axis not in (-1, 1):
@@ -171,7 +174,7 @@ def weight_qparams(W, weight_scheme="tflite_int8_weights", bits: int = 8,
     QParams
     """
     scheme = check_weight_scheme(weight_scheme, bits)
-    W = as_float_array(W, "W", ndim=2)
+    W = check_float32_range(as_float_array(W, "W", ndim=2), "W")
     if method not in WEIGHT_SCALE_METHODS:
         raise ValueError(f"method: expected one of {WEIGHT_SCALE_METHODS}, got {method!r}")
     if method == "minmax":
@@ -233,9 +236,9 @@ def layer_activations(model: MLP) -> list[tuple[str, float]]:
 def layer_inputs(model: MLP, x) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(inputs, preactivations)`` of every Linear layer of ``model`` on ``x``:
     ``inputs[l]`` ``(N, in_l)`` and ``preactivations[l] = inputs[l] @ W_l + b_l``."""
-    h = as_float_array(x, "x", ndim=2).astype(model.dtype)
-    if h.shape[1] != model.in_features:
-        raise ValueError(f"x: expected shape (N, {model.in_features}), got {h.shape}")
+    if not isinstance(model, MLP):
+        raise TypeError(f"model: expected an nnref MLP, got {describe(model)}")
+    h = model.check_input(x, "x")  # 2-D, the model's width, finite within its dtype
     inputs, pre = [], []
     for layer in model.layers:
         if isinstance(layer, Linear):

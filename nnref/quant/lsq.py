@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, check_nonnegative, describe
+from nnref._checks import check_float_dtype, check_int_in_range, check_nonnegative, check_positive, describe
 from nnref.layers import Layer, Linear, ReLU
 from nnref.mlp import MLP
 from nnref.quant import QParams, QuantizedMLP, quantize_model, round_half_away
@@ -315,6 +315,17 @@ class LSQLinear(Linear):
         return f"LSQLinear({self.in_features}, {self.out_features}, bits={self.bits}, {kind})"
 
 
+def _positive_parameter(value, name: str, dtype) -> np.ndarray:
+    """``[value]`` as a 1-element array of ``dtype`` after checking it is > 0 and stays a
+    finite nonzero number in that dtype."""
+    v = check_positive(value, name)
+    dt = check_float_dtype(dtype)
+    if not 0 < abs(v) <= float(np.finfo(dt).max) or v < float(np.finfo(dt).tiny):
+        raise ValueError(f"{name}: expected a number within {dt}'s normal range "
+                         f"[{float(np.finfo(dt).tiny):.3g}, {float(np.finfo(dt).max):.3g}], got {v}")
+    return np.array([v], dtype=dt)
+
+
 class LSQActivation(Layer):
     """ReLU followed by LSQ quantization of its output on ``[0, s (2^b - 1)]`` with a
     learned step ``s`` (shape ``(1,)``): ``y = lsq_quantize(relu(x), s, 0, 2^b - 1)``.
@@ -325,16 +336,18 @@ class LSQActivation(Layer):
 
     def __init__(self, bits: int, step: float, dtype=np.float32):
         self.bits = check_int_in_range(bits, "bits", 2, 8)
-        self.s = np.array([step], dtype=dtype)
+        self.s = _positive_parameter(step, "step", dtype)
         self.ds = None
         self._x = None
         self._pos = None
 
     @property
     def levels(self) -> int:
+        """``Q_P = 2**bits - 1``: the largest level of the unsigned activation grid."""
         return 2**self.bits - 1
 
     def step(self) -> np.ndarray:
+        """The step in use: ``max(s, 1e-8)`` (an optimizer may push ``s`` below 0)."""
         return np.maximum(self.s, self.s.dtype.type(_MIN_STEP))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -364,7 +377,7 @@ class PACTActivation(Layer):
 
     def __init__(self, bits: int, alpha: float, dtype=np.float32):
         self.bits = check_int_in_range(bits, "bits", 2, 8)
-        self.alpha = np.array([alpha], dtype=dtype)
+        self.alpha = _positive_parameter(alpha, "alpha", dtype)
         self.dalpha = None
         self._x = None
 
@@ -421,7 +434,7 @@ class LSQMLP(MLP):
         self.dtype = model.dtype
         self.weight_bits, self.act_bits, self.act_quantizer = weight_bits, act_bits, act_quantizer
         self.alpha_decay = check_nonnegative(alpha_decay, "alpha_decay")
-        x = as_float_array(calibration_x, "calibration_x", ndim=2).astype(model.dtype)
+        x = model.check_input(calibration_x, "calibration_x")
         self.layers = []
         h = x
         for layer in model.layers:
@@ -435,6 +448,10 @@ class LSQMLP(MLP):
             else:
                 h = np.maximum(h, 0)
                 q = 2**act_bits - 1
+                if not h.max() > 0:
+                    n_linear = sum(isinstance(layer, LSQLinear) for layer in self.layers)
+                    raise ValueError(f"calibration_x: every activation after Linear layer {n_linear} is 0 "
+                                     f"on these inputs, so its initial step (or clip) would be 0")
                 self.layers.append(LSQActivation(act_bits, float(lsq_init_step(h, q)), model.dtype)
                                    if act_quantizer == "lsq" else PACTActivation(act_bits, float(h.max()), model.dtype))
 

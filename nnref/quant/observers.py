@@ -68,10 +68,12 @@ class Observer:
 
     @property
     def min_val(self):
+        """The smallest value of the range observed so far (None before any)."""
         return None if self.count == 0 else self._range()[0]
 
     @property
     def max_val(self):
+        """The largest value of the range observed so far (None before any)."""
         return None if self.count == 0 else self._range()[1]
 
     def observe(self, x) -> Observer:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnref._checks import as_float_array, describe
+from nnref.quant.checks import check_choice
 from nnref.quant.convert import QuantizedLayer, QuantizedMLP
 from nnref.quant.fixed_point import (
     INT32_MIN,
@@ -247,8 +248,7 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray
         An unknown profile; channel counts that differ; a positive shift with
         ``"double_up"``.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
+    check_choice(profile, "profile", tuple(PROFILES))
     acc, m0, shift = _check_int32(acc, "acc"), _check_int32(m0, "m0"), _check_int32(shift, "shift")
     if not (isinstance(float_multiplier, np.ndarray) and float_multiplier.dtype == np.float32):
         raise TypeError(f"float_multiplier: expected a float32 array, got {describe(float_multiplier)}")
@@ -322,6 +322,7 @@ def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray
     -------
     numpy.ndarray of int8, shape (B, layer.out_features).
     """
+    acc_bias = _check_int32(acc_bias, "acc_bias")
     if not isinstance(layer, QuantizedLayer):
         raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
     m0, shift = profile_multipliers(layer, profile)
@@ -353,6 +354,7 @@ def profile_forward(model, x_q: np.ndarray, profile: str) -> np.ndarray:
     """
     if not isinstance(model, QuantizedMLP):
         raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
+    check_choice(profile, "profile", tuple(PROFILES))
     h = x_q
     for layer in model.layers:
         out = profile_requantized(layer, layer.trace(h)["acc_bias"], profile)
@@ -403,8 +405,7 @@ def quantize_input_as(model, x, rule: str) -> np.ndarray:
     """
     if not isinstance(model, QuantizedMLP):
         raise TypeError(f"model: expected a QuantizedMLP, got {describe(model)}")
-    if rule not in INPUT_ROUNDINGS:
-        raise ValueError(f"rule: expected one of {tuple(INPUT_ROUNDINGS)}, got {rule!r}")
+    check_choice(rule, "rule", tuple(INPUT_ROUNDINGS))
     x = as_float_array(x, "x", ndim=2)
     if x.shape[1] != model.in_features:
         raise ValueError(f"x: expected shape (B, {model.in_features}), got shape {x.shape}")

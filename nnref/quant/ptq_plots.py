@@ -17,8 +17,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nnref._checks import as_float_array, describe
+from nnref._checks import as_float_array, check_int_in_range, describe
 from nnref.mlp import MLP
+from nnref.plots.common import check_ax
 from nnref.quant import QuantizedMLP, dequantize
 from nnref.quant.equalize import channel_ranges
 from nnref.quant.layerwise import layer_inputs
@@ -43,7 +44,7 @@ def layer_output_sqnr(model: MLP, qmodel: QuantizedMLP, x) -> list[float]:
     if not isinstance(model, MLP) or not isinstance(qmodel, QuantizedMLP):
         raise TypeError(f"model, qmodel: expected an MLP and a QuantizedMLP, got {describe(model)}, "
                         f"{describe(qmodel)}")
-    x = as_float_array(x, "x", ndim=2)
+    x = model.check_input(x, "x")
     inputs, pre = layer_inputs(model, x)
     outputs = inputs[1:] + [pre[-1]]
     _, records = qmodel.forward_int(qmodel.quantize_input(x), trace=True)
@@ -52,14 +53,44 @@ def layer_output_sqnr(model: MLP, qmodel: QuantizedMLP, x) -> list[float]:
 
 
 def _axes(ax, figsize=(6.4, 4.0)):
+    """``ax`` (checked), or the Axes of a new figure."""
+    check_ax(ax)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
+def _check_series(values: dict, name: str, allow_inf: bool = False) -> None:
+    """Refuse anything but a non-empty dict of non-empty 1-D real sequences (NaN never;
+    +inf only where ``allow_inf``: an exact match's SQNR)."""
+    if not isinstance(values, dict) or not values:
+        raise TypeError(f"{name}: expected a non-empty dict name -> 1-D sequence of numbers, got {describe(values)}")
+    for key, v in values.items():
+        a = as_float_array(v, f"{name}[{key!r}]", ndim=1, finite=False)
+        if np.isnan(a).any() or (not allow_inf and np.isinf(a).any()) or (np.isneginf(a).any()):
+            raise ValueError(f"{name}[{key!r}]: expected {'numbers or +inf' if allow_inf else 'finite numbers'}, "
+                             f"got {a.tolist()[:8]}")
+
+
+def _check_title(title) -> str:
+    """``title`` if it is a str."""
+    if not isinstance(title, str):
+        raise TypeError(f"title: expected a str, got {describe(title)}")
+    return title
+
+
 def plot_layer_sqnr(sqnr: dict, ax=None, title: str = "Per-layer output error"):
     """Grouped bars: for each method (the dict's keys, in order) its per-layer SQNR in dB
-    (the values, e.g. from :func:`layer_output_sqnr`). Higher is better."""
+    (the values, e.g. from :func:`layer_output_sqnr`). Higher is better.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``sqnr`` not a non-empty dict of 1-D sequences of numbers (NaN refused); ``ax``
+        not an Axes; ``title`` not a str.
+    """
+    _check_series(sqnr, "sqnr", allow_inf=True)
+    _check_title(title)
     ax = _axes(ax)
     names = list(sqnr)
     n_layers = max(len(v) for v in sqnr.values())
@@ -78,7 +109,19 @@ def plot_layer_sqnr(sqnr: dict, ax=None, title: str = "Per-layer output error"):
 def plot_equalized_ranges(before: MLP, after: MLP, pair: int = 0, ax=None):
     """Per-channel ranges ``r1`` (output columns of layer ``pair``) and ``r2`` (input rows
     of layer ``pair + 1``) before and after equalization, channels sorted by ``r1``
-    before. After equalization the two coincide."""
+    before. After equalization the two coincide.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``before``/``after`` not MLPs of the same layer sizes; ``pair`` not a layer pair
+        index; ``ax`` not an Axes.
+    """
+    if not isinstance(before, MLP):
+        raise TypeError(f"before: expected an nnref MLP, got {describe(before)}")
+    if not isinstance(after, MLP) or after.layer_sizes != before.layer_sizes:
+        raise TypeError(f"after: expected an MLP of before's layer sizes {before.layer_sizes}, got {describe(after)}")
+    check_int_in_range(pair, "pair", 0, len(before.linears) - 2)
     ax = _axes(ax)
     r1, r2 = channel_ranges(before.linears[pair].W, before.linears[pair + 1].W)
     e1, e2 = channel_ranges(after.linears[pair].W, after.linears[pair + 1].W)
@@ -97,7 +140,16 @@ def plot_equalized_ranges(before: MLP, after: MLP, pair: int = 0, ax=None):
 
 def plot_channel_bias(errors: dict, ax=None, title: str = "Mean output error per channel"):
     """For each entry (name -> per-channel mean output error, shape ``(n,)``), the errors as
-    markers per output channel, with zero marked."""
+    markers per output channel, with zero marked.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``errors`` not a non-empty dict of finite 1-D sequences; ``ax`` not an Axes;
+        ``title`` not a str.
+    """
+    _check_series(errors, "errors")
+    _check_title(title)
     ax = _axes(ax)
     for i, (name, err) in enumerate(errors.items()):
         ax.plot(np.arange(len(err)), err, "o", ms=4, color=_COLORS[i % len(_COLORS)], label=name)

@@ -390,6 +390,7 @@ class SizeBreakdown:
 
     @property
     def total(self) -> int:
+        """Bytes of everything the stored model holds."""
         return (self.weights + self.biases + self.weight_scales + self.weight_zero_points
                 + self.activation_qparams)
 

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnref._checks import as_float_array, check_int_in_range, check_labels, describe
+from nnref._checks import check_int_in_range, check_labels, describe
 from nnref.mlp import MLP
 from nnref.quant.convert import QuantizedLayer, QuantizedMLP, quantize_bias, quantize_model, quantize_weights
+from nnref.quant.layerwise import check_weight_scheme
 from nnref.quant.ops import dequantize
 from nnref.quant.report import packed_size_bytes
 from nnref.train import evaluate
@@ -142,6 +143,15 @@ def _check_model(model) -> MLP:
     return model
 
 
+def _real(value, name: str) -> float:
+    """``value`` as a finite float (any sign), or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {describe(value)}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return float(value)
+
+
 def _check_bits_list(bits, name: str = "bits") -> tuple[int, ...]:
     if isinstance(bits, (int, np.integer)) or not isinstance(bits, (list, tuple, range)) or not bits:
         raise TypeError(f"{name}: expected a non-empty sequence of bit widths 2..8, got {describe(bits)}")
@@ -183,6 +193,7 @@ def layer_statistics(model: MLP, bits=(2, 3, 4, 8), weight_scheme="tflite_int8_w
     """
     model = _check_model(model)
     bits = _check_bits_list(bits)
+    check_weight_scheme(weight_scheme, 8)
     rows = []
     for l, lin in enumerate(model.linears, start=1):
         W, crest = lin.W, crest_factor(lin.W)
@@ -212,7 +223,8 @@ def bits_from_statistics(model: MLP, target_db: float = 20.0, weight_scheme="tfl
     tuple of int, one per Linear layer
     """
     model = _check_model(model)
-    target_db = float(target_db)
+    target_db = _real(target_db, "target_db")
+    check_weight_scheme(weight_scheme, 8)
     out = []
     for lin in model.linears:
         ok = [b for b in BIT_CHOICES if sqnr_db(lin.W, quantize_layer_weights(lin.W, b, weight_scheme)) >= target_db]
@@ -240,10 +252,12 @@ class Sensitivity:
 
     @property
     def delta_loss(self) -> np.ndarray:
+        """``loss - base_loss``: the held-out loss increase, per layer and bit width."""
         return self.loss - self.base_loss
 
     @property
     def delta_accuracy(self) -> np.ndarray:
+        """``accuracy - base_accuracy``, per layer and bit width."""
         return self.accuracy - self.base_accuracy
 
 
@@ -257,9 +271,7 @@ def _with_bits(model: MLP, bits_per_layer, weight_scheme) -> MLP:
 
 
 def _check_data(model: MLP, x, y) -> tuple[np.ndarray, np.ndarray]:
-    x = as_float_array(x, "x", ndim=2)
-    if x.shape[1] != model.in_features:
-        raise ValueError(f"x: expected shape (N, {model.in_features}), got {x.shape}")
+    x = model.check_input(x, "x")  # 2-D, the model's width, finite within its dtype
     return x, check_labels(y, x.shape[0], model.n_outputs, "y")
 
 
