@@ -40,13 +40,15 @@ def _is_qat(line: str) -> bool:
     return "QAT" in line or line.startswith(("int2 weights:", "2-bit per-channel weights:"))
 
 
-def _assert_quoted(quoted: str, printed: str) -> None:
+def _assert_quoted(quoted: str, printed: str, machine_dependent=_is_qat) -> None:
+    """Every line equal, except the ``machine_dependent`` rows of a table: same cells,
+    numbers within :data:`QAT_MARGIN`."""
     q_lines, p_lines = quoted.splitlines(), printed.splitlines()
     assert len(q_lines) == len(p_lines)
     for q, p in zip(q_lines, p_lines):
-        if not _is_qat(q):
+        if not machine_dependent(q):
             assert q == p
-        elif "weights:" not in q:  # a QAT row of a table: same cells, accuracies within the margin
+        elif "weights:" not in q:  # a row of a table: same cells, accuracies within the margin
             q_cells, p_cells = q.split(), p.split()
             assert len(q_cells) == len(p_cells)
             for a, b in zip(q_cells, p_cells):
@@ -119,4 +121,12 @@ def test_the_readme_precision_table_is_what_the_recipe_benchmark_prints():
     recipe_table = importlib.util.module_from_spec(spec)
     sys.modules["recipe_table"] = recipe_table
     spec.loader.exec_module(recipe_table)
-    assert recipe_table.precision_report().strip() == _block_after("weights (MLP [64, 128, 128, 10])")
+    # Its float models are trained with float32 BLAS, whose summation order depends on the
+    # CPU's kernels (measured: float32 98.15 -> 98.24 and 2-bit 65.93 -> 66.57 under AVX2):
+    # those rows' numbers within the margin; their bit choices (which fix the sizes) and the
+    # layout exact.
+    def accuracy_row(line: str) -> bool:
+        return bool(re.match(r"(float32|uniform|mixed) ", line))
+
+    _assert_quoted(_block_after("weights (MLP [64, 128, 128, 10])"), recipe_table.precision_report().strip(),
+                   machine_dependent=accuracy_row)
