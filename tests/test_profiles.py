@@ -100,7 +100,7 @@ def test_worked_value_double_m_above_a_tie_fixed_point_below():
     # digits_relu6's first layer, column 17: acc * M is 8.5e-10 above 20.5 in double, and
     # m0 (M rounded to 31 bits) puts it 3.5e-9 below: float64 21 (as LiteRT's reference
     # kernels), single 20. Scales as the fixture stores them.
-    s_in, s_w, s_out = np.float32(0.003921568859368563), np.float32(0.006560699548572302), np.float32(0.0235294122248888)
+    s_in, s_w, s_out = (np.float32(v) for v in (0.003921568859368563, 0.006560699548572302, 0.0235294122248888))
     mult = float(s_in) * float(s_w) / float(s_out)
     m0, shift = quantize_multiplier(mult)
     for acc, tie in ((18748, Fraction(41, 2)), (56244, Fraction(123, 2)), (93740, Fraction(205, 2))):

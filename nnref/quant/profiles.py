@@ -310,7 +310,8 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier, real_multipli
         if not np.all(np.isfinite(real_multiplier)):
             raise ValueError(f"real_multiplier: expected finite values, got {real_multiplier!r}")
     n = acc.shape[-1] if acc.ndim else None
-    checked = (("m0", m0), ("shift", shift), ("float_multiplier", float_multiplier), ("real_multiplier", real_multiplier))
+    checked = (("m0", m0), ("shift", shift), ("float_multiplier", float_multiplier),
+               ("real_multiplier", real_multiplier))
     for name, a in ((k, v) for k, v in checked if v is not None):
         if a.shape != (n,):
             raise ValueError(f"{name}: expected shape ({n},) (one per channel of acc {acc.shape}), got {a.shape}")
