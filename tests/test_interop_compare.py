@@ -123,4 +123,4 @@ def test_the_readme_engine_table_is_what_compare_measures(digits, tmp_path):
         logits = report.stages[-1]
         row = next(line for line in section.splitlines() if line.startswith(f"| `{engine}` |"))
         assert f"`{ENGINE_PROFILES[engine]}`" in row and ENGINE_PROFILES[engine] in logits.explained_by
-        assert row.endswith(f"| {logits.per_profile['single']:,} of {logits.values:,} |")
+        assert row.endswith(f"| {logits.per_profile['float64']:,} of {logits.values:,} |")

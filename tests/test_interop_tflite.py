@@ -10,7 +10,7 @@ import pytest
 import tflite
 
 from nnref.data import load_digits
-from nnref.interop import SUPPORTED_OPERATORS, from_tflite, read_tflite, run_litert
+from nnref.interop import SUPPORTED_OPERATORS, compare, from_tflite, read_tflite, run_litert
 from nnref.mlp import MLP
 from nnref.quant import quantize_model
 from nnref.quant.fixed_point import quantize_multiplier
@@ -220,7 +220,7 @@ def test_litert_reference_kernels_multiply_by_m_in_double_not_in_fixed_point():
     acc * M lies less than 1e-8 above 20.5, 61.5 and 102.5 for these accumulators, and the
     31-bit multiplier puts them just below (found by trying every accumulator of every
     fixture in the output range; no digits image reaches one): the engine gives 21, 62,
-    103, nnref 20, 61, 102."""
+    103, nnref's fixed point 20, 61, 102, profile "float64" 21, 62, 103."""
     info = read_tflite(fixture("digits_relu6"))
     layer, col = info.model.layers[0], 17
     x_q = inputs_with_accumulators(layer, col, (18748, 56244, 93740))
@@ -234,6 +234,19 @@ def test_litert_reference_kernels_multiply_by_m_in_double_not_in_fixed_point():
     engine = run_litert(info.path, x, "litert_reference")[info.layer_tensors[0][0]][:, col]
     assert (engine.astype(np.int64) - layer.zp_lin).tolist() == [21, 62, 103]
     assert (layer.trace(x_q)["out"][:, col].astype(np.int64) - layer.zp_lin).tolist() == [20, 61, 102]
+    # profile "float64" is that arithmetic: it explains every value, "single" misses these three
+    assert (profile_requantized(layer, acc_all := layer.trace(x_q)["acc_bias"], "float64")[:, col].astype(np.int64)
+            - layer.zp_lin).tolist() == [21, 62, 103]
+    report = compare(info.path, x, "litert_reference")
+    stage = next(s for s in report.stages if s.name == "layer 0")
+    assert stage.per_profile["single"] == 3 and stage.per_profile["float64"] == 0
+    assert "float64" in stage.explained_by and "single" not in stage.explained_by
+    assert [(m.row, m.col, m.acc, m.engine - m.profiles["single"]) for m in report.mismatches] == [
+        (0, col, 18748, 1), (1, col, 56244, 1), (2, col, 93740, 1)]
+    assert all(m.profiles["float64"] == m.engine for m in report.mismatches)
+    assert all("float64" in s.explained_by for s in report.stages if s.name != "input") and not report.unexplained
+    assert report.stages[-1].per_profile["single"] > 0  # the three change the logits too
+    assert "layer 0                        192       3  double, double_up, float64  (single 3," in str(report)
 
 
 # --------------------------------------------------------------------------- errors

@@ -18,6 +18,7 @@ from nnref.quant.profiles import (
     PROFILES,
     double_up_formula,
     float32_formula,
+    float64_formula,
     input_rounding_formula,
     profile_forward,
     profile_multipliers,
@@ -37,7 +38,8 @@ def exact_double_up(acc: int, m0: int, shift: int) -> int:
 
 def run(profile, acc, m0, shift, mult=1.0):
     return int(profile_scaled(profile, np.array([acc], np.int32), np.array([m0], np.int32),
-                              np.array([shift], np.int32), np.array([mult], np.float32))[0])
+                              np.array([shift], np.int32), np.array([mult], np.float32),
+                              np.array([mult], np.float64))[0])
 
 
 @given(int32_values, normalised_m0, nonpositive_shifts)
@@ -79,6 +81,39 @@ def test_rounding_shift_ties_up_is_floor_of_x_over_2e_plus_half(x, e):
 def test_float32_profile_is_the_float32_product_rounded_half_even(acc, mult):
     product = np.float32(acc) * np.float32(mult)  # numpy scalar: a float32 multiply
     assert run("float32", acc, 0, 0, mult) == round(float(product))  # Python's round: ties to even
+
+
+@given(int32_values, st.floats(min_value=2**-20, max_value=2.0))
+def test_float64_profile_is_the_double_product_rounded_half_away(acc, mult):
+    product = Fraction(float(acc) * mult)  # Python floats: one double multiply, as the kernel
+    want = (abs(product) + Fraction(1, 2)).__floor__() * (1 if product >= 0 else -1)
+    assert run("float64", acc, 0, 0, mult) == min(max(want, -(2**31)), 2**31)  # saturated, never wrapped
+
+
+@given(int32_values, st.floats(min_value=2**-20, max_value=0.5))
+def test_float64_profile_is_within_one_of_single_rounding(acc, mult):
+    m0, shift = quantize_multiplier(mult)  # the same M, rounded to a 31-bit m0
+    assert abs(run("float64", acc, 0, 0, mult) - run("single", acc, int(m0), int(shift))) <= 1
+
+
+def test_worked_value_double_m_above_a_tie_fixed_point_below():
+    # digits_relu6's first layer, column 17: acc * M is 8.5e-10 above 20.5 in double, and
+    # m0 (M rounded to 31 bits) puts it 3.5e-9 below: float64 21 (as LiteRT's reference
+    # kernels), single 20. Scales as the fixture stores them.
+    s_in, s_w, s_out = (np.float32(v) for v in (0.003921568859368563, 0.006560699548572302, 0.0235294122248888))
+    mult = float(s_in) * float(s_w) / float(s_out)
+    m0, shift = quantize_multiplier(mult)
+    for acc, tie in ((18748, Fraction(41, 2)), (56244, Fraction(123, 2)), (93740, Fraction(205, 2))):
+        assert 0 < Fraction(acc) * Fraction(mult) - tie < Fraction(1, 10**8)
+        assert Fraction(acc * int(m0), 2 ** (31 - int(shift))) < tie
+        assert run("float64", acc, 0, 0, mult) == tie + Fraction(1, 2)
+        assert run("single", acc, int(m0), int(shift)) == tie - Fraction(1, 2)
+
+
+def test_float64_formula_saturates_and_rounds_ties_away():
+    acc = np.array([[2**31 - 1, -(2**31), 5, -5]], np.int32)
+    got = float64_formula(acc, np.array([4.0, 4.0, 0.5, 0.5]))
+    assert got.tolist() == [[2**31, -(2**31), 3, -3]]
 
 
 def test_worked_value_negative_tie_after_the_first_rounding():
@@ -125,7 +160,7 @@ def test_the_tables_name_every_profile_and_engine_path():
     assert set(ENGINE_INPUT_ROUNDINGS) == set(ENGINE_PROFILES)
     assert set(ENGINE_INPUT_ROUNDINGS.values()) <= set(INPUT_ROUNDINGS)
     assert set(ENGINE_PROFILES.values()) <= set(PROFILES)
-    assert ENGINE_PROFILES["litert_reference"] == "single"
+    assert ENGINE_PROFILES["litert_reference"] == "float64"
 
 
 def tie_inputs(scale: np.float32) -> np.ndarray:
@@ -188,14 +223,19 @@ def test_quantize_input_as_half_away_is_the_models_quantize_input():
     (dict(m0=np.zeros(3, np.float64)), TypeError, "m0"),
     (dict(shift=np.zeros(2, np.int32)), ValueError, "shift"),
     (dict(float_multiplier=np.ones(3)), TypeError, "float_multiplier"),
+    (dict(profile="float64", real_multiplier=None), TypeError, "real_multiplier"),
+    (dict(real_multiplier=np.ones(3, np.float32)), TypeError, "real_multiplier"),
+    (dict(real_multiplier=np.array([1.0, np.nan, 1.0])), ValueError, "real_multiplier"),
+    (dict(real_multiplier=np.ones(2)), ValueError, "real_multiplier"),
     (dict(profile="double_up", shift=np.ones(3, np.int32)), ValueError, "shift"),
 ])
 def test_bad_arguments_are_named(kwargs, error, text):
     args = dict(profile="single", acc=np.zeros((2, 3), np.int32), m0=np.full(3, 2**30, np.int32),
-                shift=np.zeros(3, np.int32), float_multiplier=np.ones(3, np.float32))
+                shift=np.zeros(3, np.int32), float_multiplier=np.ones(3, np.float32), real_multiplier=None)
     args.update(kwargs)
     with pytest.raises(error, match=text):
-        profile_scaled(args["profile"], args["acc"], args["m0"], args["shift"], args["float_multiplier"])
+        profile_scaled(args["profile"], args["acc"], args["m0"], args["shift"], args["float_multiplier"],
+                       args["real_multiplier"])
 
 
 def test_profile_multipliers_names_bad_arguments():

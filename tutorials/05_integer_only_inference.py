@@ -362,7 +362,9 @@ assert rounding_divide_by_pot(-12, 3) == -2
 #
 # - **double rounding** (gemmlowp, the Jacob et al. paper):
 #   $\operatorname{RDBPOT}(\operatorname{SRDHM}(x \cdot 2^{\max(\text{shift},0)}, m_0), \max(-\text{shift}, 0))$;
-# - **single rounding** (`TFLITE_SINGLE_ROUNDING`, the current LiteRT reference kernels):
+# - **single rounding** (`TFLITE_SINGLE_ROUNDING`, TensorFlow Lite's integer-only form;
+#   LiteRT 2.3's reference kernels compute $x \cdot M$ in double instead, the same value
+#   except within about $10^{-8}$ of a tie, tutorial 12):
 #   $(x\, m_0 + 2^{t-1}) \gg t$ with $t = 31 - \text{shift}$, one rounding in 64 bits.
 #
 # They differ by one near ties. With $x = 5$, $m_0 = 2^{30}$, shift $= -1$

@@ -408,7 +408,8 @@ assert rows[1][1] > rows[0][1] and rows[1][2] > rows[0][2]  # per channel: small
 # The int32 accumulator goes back to int8 through $M = s_{in} s_w / s_{out}$ (tutorial 05,
 # sections 7 and 12). Two engines, three conventions (TensorFlow Lite has two roundings):
 #
-# - `rounding="single"`: TensorFlow Lite's current reference kernels, one rounding in 64 bits;
+# - `rounding="single"`: TensorFlow Lite's integer-only fixed point (`TFLITE_SINGLE_ROUNDING`),
+#   one rounding in 64 bits (LiteRT's reference kernels give the same values on the digits, tutorial 12);
 # - `rounding="double"`: gemmlowp / the Jacob et al. paper, SRDHM then a rounding shift;
 # - `requantization="float"`: ONNX `QLinearMatMul` as onnxruntime computes it
 #   (`float32(acc) * float32(M)`, round half to even).

@@ -26,7 +26,7 @@
 #   `QuantizedMLP` with the multipliers LiteRT computes;
 # - how to run an engine keeping its intermediate tensors and compare **stage by stage**,
 #   each stage from the engine's own input, so a difference is charged where it is made;
-# - the four roundings of the requantization step that engines actually use (the
+# - the five roundings of the requantization step that engines actually use (the
 #   *profiles* of `nnref.quant.profiles`) and why they differ only at near-ties;
 # - how to export to ONNX and check onnxruntime the same way.
 #
@@ -80,10 +80,23 @@ print(model.summary())
 # %% [markdown]
 # ## 2. The reference kernels: every value agrees
 #
-# LiteRT's reference kernels (op resolver `BUILTIN_REF`) apply the multiplier with one
-# rounding (TensorFlow Lite's `TFLITE_SINGLE_ROUNDING`, nnref's default):
+# nnref's default requantization is TensorFlow Lite's integer-only fixed point
+# (`TFLITE_SINGLE_ROUNDING`, profile `single`): one rounding of the product with the
+# 31-bit multiplier,
 #
 # $$\text{scaled} = \big(\text{acc} \cdot m_0 + 2^{t-1}\big) \gg t, \qquad t = 31 - \text{shift}.$$
+#
+# LiteRT 2.3's reference kernels (op resolver `BUILTIN_REF`) take the float scales instead
+# and compute in double precision (profile `float64`), rounding half away from zero:
+#
+# $$\text{scaled} = \operatorname{round}\big(\text{double}(\text{acc}) \cdot M\big), \qquad
+#   M = \frac{\text{double}(s_{in})\,\text{double}(s_w)}{\text{double}(s_{out})}.$$
+#
+# $m_0 \, 2^{\text{shift} - 31}$ is $M$ to 31 bits, so the two part only where
+# $\text{acc} \cdot M$ lies within about $10^{-8}$ of a half integer: no digits value does
+# (below, both profiles explain every stage), but crafted inputs of
+# `digits_relu6.tflite` do (20.5 + 8.5e-10 gives 21 in double and 20 in fixed point;
+# `tests/test_interop_tflite.py` pins them).
 #
 # `run_litert` keeps every intermediate tensor (`experimental_preserve_all_tensors`), and
 # `compare` replays each stage in nnref from the engine's own input to it: the
@@ -95,7 +108,9 @@ x_q = model.quantize_input(x)
 logits, records = model.forward_int(x_q, trace=True)
 print("quantized input equal:", np.array_equal(tensors[info.quantized_input_tensor], x_q))
 print("hidden layer equal:   ", np.array_equal(tensors[info.layer_tensors[0][1]], records[0]["y"]))
-print(compare(MODEL, x, "litert_reference"))
+reference_report = compare(MODEL, x, "litert_reference")
+print(reference_report)
+print({s.name: s.explained_by for s in reference_report.stages[1:]})
 
 # %% [markdown]
 # ## 3. The optimized kernels: a second rounding, ties toward $+\infty$
@@ -188,13 +203,13 @@ fig, ax = plt.subplots(figsize=STYLE["panel_figsize"], layout="constrained")
 width = 0.8 / len(PROFILES)
 for k, profile in enumerate(PROFILES):
     counts = [r.stages[-1].per_profile[profile] for r in reports.values()]
-    bars = ax.bar(np.arange(len(reports)) + (k - 1.5) * width, counts, width, label=profile,
+    bars = ax.bar(np.arange(len(reports)) + (k - (len(PROFILES) - 1) / 2) * width, counts, width, label=profile,
                   color=STYLE["cycle"][k])
     ax.bar_label(bars, fontsize=8)
 ax.set_xticks(np.arange(len(reports)), list(reports))
 ax.set_ylabel(f"differing int8 logits (of {x.shape[0] * 10:,})")
 ax.set_title("Which rounding each engine path follows (digits, all 1,797 images)")
-ax.legend(title="nnref profile")
+ax.legend(title="nnref profile", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
 save_figure(fig, figures_dir() / "12_differences_by_engine.png")
 
 # %% [markdown]
@@ -229,12 +244,14 @@ assert distance[changed].max() <= bound
 #
 # - `from_tflite` reads a converter-made int8 MLP (QUANTIZE, FULLY_CONNECTED with fused
 #   ReLU/ReLU6, TANH/LOGISTIC, DEQUANTIZE) and reproduces LiteRT's reference kernels bit
-#   for bit; anything else is refused by name.
+#   for bit on every digits image (with profile `float64`, near ties too); anything else
+#   is refused by name.
 # - Engines compute the same int32 accumulators; they differ only in the rounding of
 #   $\text{acc} \cdot M$, and only near ties. `compare` charges each difference to the
 #   stage that made it and names the profile that explains all of a stage's values:
-#   `single` for the reference kernels, `double_up` for the optimized (ruy) kernels,
-#   `float32` for XNNPACK and onnxruntime.
+#   `float64` for the reference kernels (and nnref's integer-only `single`, on every
+#   digits value), `double_up` for the optimized (ruy) kernels, `float32` for XNNPACK
+#   and onnxruntime.
 # - A difference no profile explains is a bug somewhere: in the engine, the converter or
 #   nnref. That is what an oracle is for.
 #

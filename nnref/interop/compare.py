@@ -194,8 +194,10 @@ def compare(model_path, x, engine: str | None = None, max_details: int = MAX_DET
     -------
     CompareReport
         Per stage, the values compared, how many differ from nnref's reference profile
-        (the model's own: ``"single"`` for a ``.tflite`` model, as LiteRT's reference
-        kernels; ``"float32"`` for an ONNX one), and per profile.
+        (the model's own: ``"single"`` for a ``.tflite`` model, TensorFlow Lite's
+        integer-only arithmetic; ``"float32"`` for an ONNX one), and per profile
+        (LiteRT's reference kernels are ``"float64"``: the same values as ``"single"``
+        except within ~1e-8 of a tie).
 
     Raises
     ------

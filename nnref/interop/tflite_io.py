@@ -52,8 +52,10 @@ class TFLiteMLP:
     Attributes
     ----------
     model : QuantizedMLP
-        The integer model (fixed-point requantization, single rounding: LiteRT's
-        reference kernels).
+        The integer model (fixed-point requantization, single rounding: TensorFlow
+        Lite's integer-only arithmetic, which LiteRT's reference kernels, computing in
+        double, match except within ~1e-8 of a tie; profile ``"float64"`` of
+        :mod:`nnref.quant.profiles` is theirs exactly).
     path : str
         The file read.
     input_tensor, output_tensor : int
@@ -261,7 +263,8 @@ def read_tflite(path) -> TFLiteMLP:
     -------
     TFLiteMLP
         The :class:`~nnref.quant.QuantizedMLP` (``requantization="fixed_point"``,
-        ``rounding="single"``: LiteRT's reference kernels) and the tensor indices
+        ``rounding="single"``: TensorFlow Lite's integer-only arithmetic, equal to LiteRT's
+        reference kernels but within ~1e-8 of a tie) and the tensor indices
         :func:`nnref.interop.compare` reads.
 
     Raises
@@ -339,8 +342,10 @@ def from_tflite(path) -> QuantizedMLP:
     -------
     QuantizedMLP
         ``read_tflite(path).model``: ``forward_int`` gives LiteRT's reference kernels'
-        int8 outputs bit for bit (checked on every digits image, every intermediate, in
-        ``tests/test_interop_tflite.py``).
+        int8 outputs bit for bit on every digits image, every intermediate; they part only
+        where ``acc * M`` lies within ~1e-8 of a tie, and there
+        ``profile_forward(model, x_q, "float64")`` (:mod:`nnref.quant.profiles`) still
+        does (both checked in ``tests/test_interop_tflite.py``).
 
     Raises
     ------

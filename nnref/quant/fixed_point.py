@@ -398,8 +398,9 @@ def multiply_by_quantized_multiplier(
 ) -> np.int32 | np.ndarray:
     """Multiply int32 values by the real ``M = m0 * 2**(shift - 31)``, integers only.
 
-    ``rounding="single"`` (TensorFlow Lite with ``TFLITE_SINGLE_ROUNDING``, the form the
-    current LiteRT reference kernels use; ``common.cc``)::
+    ``rounding="single"`` (TensorFlow Lite with ``TFLITE_SINGLE_ROUNDING``, its
+    integer-only form; ``common.cc``. LiteRT 2.3's reference FULLY_CONNECTED multiplies by
+    ``M`` in double instead: profile ``"float64"`` of :mod:`nnref.quant.profiles`)::
 
         t = 31 - shift
         MBQM(x) = (x * m0 + 2**(t - 1)) >> t        # in int64: one rounding, ties toward +inf

@@ -8,9 +8,10 @@ of a few lines, measured element for element against the engine it names
 ``tests/test_profiles.py`` checks the laws and worked values without them)::
 
     profile     scaled = acc * M rounded as                 engine path
-    single      (acc * m0 + 2**(t-1)) >> t,  t = 31 - shift   LiteRT reference kernels
+    single      (acc * m0 + 2**(t-1)) >> t,  t = 31 - shift   TFLite integer-only spec (TFLITE_SINGLE_ROUNDING)
     double      RDBPOT(SRDHM(acc * 2**l, m0), r)            gemmlowp, Jacob et al. 2018
     double_up   RSHIFT_UP(SRDHM(acc * 2**l, m0), r)         LiteRT optimized kernels (ruy)
+    float64     round_half_away(double(acc) * double(M))    LiteRT reference kernels
     float32     rint(float32(acc) * float32(M))             XNNPACK, onnxruntime
 
 with ``l = max(shift, 0)``, ``r = max(-shift, 0)``, ``(m0, shift) =
@@ -23,6 +24,15 @@ zero) and RSHIFT_UP a rounding right shift with ties toward +infinity,
 result is negative and exactly halfway: ``acc * M = -83.500566`` can first round to
 ``-334`` (``r = 2``), which is ``-83.5`` after the shift; ``"double"`` gives ``-84``,
 ``"double_up"`` ``-83``, ``"single"`` (nearest to -83.500566) ``-84``.
+
+``"float64"`` is ``"single"`` without the 31-bit fixed-point multiplier: LiteRT 2.3's
+reference FULLY_CONNECTED takes the float scales, multiplies ``double(acc)`` by
+``M = double(s_in) * double(s_w) / double(s_out)`` and rounds half away from zero. The two
+agree on every digits value; they part only within ~1e-8 of a tie, where ``m0`` (``M``
+rounded to 31 bits) moves ``acc * M`` across it: in column 17 of
+``tests/fixtures/digits_relu6.tflite``'s first layer, ``acc = 18748`` gives
+``acc * M = 20.5 + 8.5e-10`` (``"float64"`` 21, as the engine) and ``20.5 - 3.5e-9``
+with ``m0`` (``"single"`` 20).
 
 ``"float32"`` multiplies in float32, so a product like ``159.499995588`` becomes the
 float32 ``159.5`` before rounding, and rounds half to even (``160``); the multiplier is
@@ -41,7 +51,9 @@ After the profile: ``clamp(scaled + zp_out, act_min, act_max)`` as int8, as in
 References
 ----------
 B. Jacob et al., arXiv 1712.05877 (2018), section 2.2 (SRDHM, RDBPOT); TensorFlow Lite /
-LiteRT ``MultiplyByQuantizedMultiplier`` (``TFLITE_SINGLE_ROUNDING``); ruy's fixed-point
+LiteRT ``MultiplyByQuantizedMultiplier`` (``TFLITE_SINGLE_ROUNDING``); TFLite's
+``reference_integer_ops::FullyConnected`` / ``FullyConnectedPerChannel`` overloads that take
+the float scales (``reference/integer_ops/fully_connected.h``); ruy's fixed-point
 output stage; XNNPACK's fp32 requantization; onnxruntime's MLAS ``RequantizeOutput``.
 Every profile here was fitted to, and is tested against, the engines' own outputs
 (ai-edge-litert 2.3, onnxruntime 1.32), not only to their source.
@@ -73,6 +85,7 @@ __all__ = [
     "rounding_shift_ties_up",
     "double_up_formula",
     "float32_formula",
+    "float64_formula",
     "profile_scaled",
     "profile_multipliers",
     "profile_requantized",
@@ -82,10 +95,11 @@ __all__ = [
 
 #: Profile name -> what it follows.
 PROFILES = {
-    "single": "LiteRT reference kernels (TFLITE_SINGLE_ROUNDING): one rounding, ties toward +inf",
+    "single": "TFLite's integer-only fixed point (TFLITE_SINGLE_ROUNDING): one rounding, ties toward +inf",
     "double": "gemmlowp / Jacob et al. 2018: SRDHM then RDBPOT (ties away from zero)",
     "double_up": "LiteRT optimized kernels (ruy), no delegate: SRDHM then a right shift with ties toward +inf "
                  "(a per-tensor multiplier in the float32-product order, GetQuantizedConvolutionMultipler)",
+    "float64": "LiteRT reference kernels (BUILTIN_REF): double(acc) * double M, ties away from zero",
     "float32": "XNNPACK (LiteRT's default delegate) and onnxruntime: float32 product, ties to even",
 }
 #: How an engine path quantizes the float input (QUANTIZE / QuantizeLinear), by name.
@@ -95,7 +109,7 @@ INPUT_ROUNDINGS = {
     "reciprocal_half_even": "rint(float32(x) * float32(1 / s)) + zp: LiteRT's optimized QUANTIZE and XNNPACK",
 }
 #: The requantization profile each engine path of :mod:`nnref.interop` follows (measured).
-ENGINE_PROFILES = {"litert_reference": "single", "litert_optimized": "double_up",
+ENGINE_PROFILES = {"litert_reference": "float64", "litert_optimized": "double_up",
                    "litert_default": "float32", "onnxruntime": "float32"}
 #: The input rounding each engine path follows (measured).
 ENGINE_INPUT_ROUNDINGS = {"litert_reference": "half_away", "litert_optimized": "reciprocal_half_even",
@@ -215,18 +229,52 @@ def float32_formula(acc: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
     return np.clip(v, np.float32(INT32_MIN), np.float32(-INT32_MIN)).astype(np.int64)  # 2**31: exact
 
 
+def float64_formula(acc: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """Profile ``"float64"``: ``round_half_away(double(acc) * M)`` (plain math).
+
+    ``M = double(s_in) * double(s_w) / double(s_out)``
+    (:func:`~nnref.quant.qlayer.tflite_real_multiplier`, order ``"double"``); the product
+    is one float64 multiply, rounded half away from zero (C's ``std::round``), clamped to
+    ``[-2**31, 2**31]`` before the integer cast (the later int8 clamp makes that invisible).
+
+    Parameters
+    ----------
+    acc : numpy.ndarray of int32, shape (..., N)
+    multiplier : numpy.ndarray of float64, shape (N,)
+
+    Returns
+    -------
+    numpy.ndarray of int64, the shape of ``acc``.
+
+    Notes
+    -----
+    Not the integer-only spec (:func:`~nnref.quant.fixed_point.multiply_by_quantized_multiplier`,
+    ``"single"``): the 31-bit ``m0`` and the double ``M`` part only within ~1e-8 of a tie.
+
+    References
+    ----------
+    TensorFlow Lite's ``reference_integer_ops::FullyConnected`` and
+    ``FullyConnectedPerChannel``, the overloads that take the float scales
+    (``tensorflow/lite/kernels/internal/reference/integer_ops/fully_connected.h``), which
+    LiteRT 2.3's ``BUILTIN_REF`` resolver runs; measured against it
+    (``tests/test_interop_tflite.py``).
+    """
+    v = round_half_away(acc.astype(np.float64) * multiplier.astype(np.float64))
+    return np.clip(v, float(INT32_MIN), -float(INT32_MIN)).astype(np.int64)  # 2**31: exact
+
+
 def _check_int32(a, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype != np.int32:
         raise TypeError(f"{name}: expected an int32 array, got {describe(a)}")
     return a
 
 
-def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray:
+def profile_scaled(profile: str, acc, m0, shift, float_multiplier, real_multiplier=None) -> np.ndarray:
     """The requantized value before the zero point, ``acc * M`` rounded by ``profile``.
 
     Parameters
     ----------
-    profile : {"single", "double", "double_up", "float32"}
+    profile : {"single", "double", "double_up", "float64", "float32"}
         See :data:`PROFILES`.
     acc : numpy.ndarray of int32, shape (..., N)
         Accumulators plus bias.
@@ -235,6 +283,9 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray
         ``shift <= 0`` for the double roundings (``M < 1``, every converter-made layer).
     float_multiplier : numpy.ndarray of float32, shape (N,)
         ``float32(float32(s_in) * float32(s_w)) / float32(s_out)`` (``"float32"`` only).
+    real_multiplier : numpy.ndarray of float64, shape (N,), optional
+        ``double(s_in) * double(s_w) / double(s_out)``, finite; required by ``"float64"``
+        (only).
 
     Returns
     -------
@@ -243,17 +294,25 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray
     Raises
     ------
     TypeError
-        ``acc``, ``m0`` or ``shift`` not int32 arrays; ``float_multiplier`` not float32.
+        ``acc``, ``m0`` or ``shift`` not int32 arrays; ``float_multiplier`` not float32;
+        ``real_multiplier`` not float64 (or missing with ``"float64"``).
     ValueError
         An unknown profile; channel counts that differ; a positive shift with
-        ``"double_up"``.
+        ``"double_up"``; a non-finite ``real_multiplier``.
     """
     check_choice(profile, "profile", tuple(PROFILES))
     acc, m0, shift = _check_int32(acc, "acc"), _check_int32(m0, "m0"), _check_int32(shift, "shift")
     if not (isinstance(float_multiplier, np.ndarray) and float_multiplier.dtype == np.float32):
         raise TypeError(f"float_multiplier: expected a float32 array, got {describe(float_multiplier)}")
+    if profile == "float64" or real_multiplier is not None:
+        if not (isinstance(real_multiplier, np.ndarray) and real_multiplier.dtype == np.float64):
+            raise TypeError(f"real_multiplier: expected a float64 array, got {describe(real_multiplier)}")
+        if not np.all(np.isfinite(real_multiplier)):
+            raise ValueError(f"real_multiplier: expected finite values, got {real_multiplier!r}")
     n = acc.shape[-1] if acc.ndim else None
-    for name, a in (("m0", m0), ("shift", shift), ("float_multiplier", float_multiplier)):
+    checked = (("m0", m0), ("shift", shift), ("float_multiplier", float_multiplier),
+               ("real_multiplier", real_multiplier))
+    for name, a in ((k, v) for k, v in checked if v is not None):
         if a.shape != (n,):
             raise ValueError(f"{name}: expected shape ({n},) (one per channel of acc {acc.shape}), got {a.shape}")
     if profile in ("single", "double"):
@@ -263,6 +322,8 @@ def profile_scaled(profile: str, acc, m0, shift, float_multiplier) -> np.ndarray
             raise ValueError(f"shift, m0: expected shift <= 0 and m0 from quantize_multiplier, got shift "
                              f"up to {int(shift.max())}")
         return double_up_formula(acc, m0, shift)
+    if profile == "float64":
+        return float64_formula(acc, real_multiplier)
     return float32_formula(acc, float_multiplier)
 
 
@@ -326,7 +387,8 @@ def profile_requantized(layer, acc_bias: np.ndarray, profile: str) -> np.ndarray
     if not isinstance(layer, QuantizedLayer):
         raise TypeError(f"layer: expected a QuantizedLayer, got {describe(layer)}")
     m0, shift = profile_multipliers(layer, profile)
-    scaled = profile_scaled(profile, acc_bias, m0, shift, np.asarray(layer.float_multiplier, dtype=np.float32))
+    scaled = profile_scaled(profile, acc_bias, m0, shift, np.asarray(layer.float_multiplier, dtype=np.float32),
+                            np.asarray(layer.real_multiplier, dtype=np.float64))
     return np.clip(scaled + layer.zp_lin, layer.act_min, layer.act_max).astype(np.int8)
 
 
