@@ -362,6 +362,24 @@ def _ste_cases(draw):
     return case
 
 
+@st.composite
+def _ste_edge_ties(draw):
+    """x / scale within a float32 rounding of qmin - 1/2 or qmax + 1/2 (shifted by the zero
+    point): where the clamp starts, the float32 quotient decides (not x * (1 / scale))."""
+    qmin, qmax = draw(_grids)
+    n = draw(st.integers(1, 4))
+    # float32 scales with full 24-bit significands (x * (1 / scale) differs from x / scale)
+    scale = np.array([draw(st.integers(2**23 + 1, 2**24 - 1)) * 2.0 ** draw(st.integers(-33, -22))
+                      for _ in range(n)], dtype=np.float32)
+    zp = np.array([draw(st.integers(qmin, qmax)) for _ in range(n)], dtype=np.int64)
+    rows = draw(st.integers(1, 6))
+    ends = np.array([[draw(st.sampled_from([qmin - 0.5, qmax + 0.5, qmin + 0.5, qmax - 0.5])) for _ in range(n)]
+                     for _ in range(rows)])
+    x = ((ends - zp) * scale.astype(np.float64)).astype(np.float32)
+    return {"grad_out": draw(arrays(x.shape, -5.0, 5.0)), "x": x, "scale": scale, "zero_point": zp, "qmin": qmin,
+            "qmax": qmax, "rounding": draw(st.sampled_from(["half_even", "half_away"]))}
+
+
 def _verify_ste(fn, case):
     g, x, s, z, qmin, qmax, r = (case[k] for k in ("grad_out", "x", "scale", "zero_point", "qmin", "qmax", "rounding"))
     q32 = np.asarray(x, dtype=np.float32) / np.asarray(s, dtype=np.float32)
@@ -379,6 +397,8 @@ def ste_laws() -> tuple:
     return (
         Law("straight through", "the gradient passes where the rounded value is inside the grid "
             "(clamp not active), and is 0 where the clamp acts", _ste_cases(), _verify_ste, 50),
+        Law("near ties at the ends", "at x / scale next to qmin - 1/2 and qmax + 1/2 the float32 quotient "
+            "decides whether the clamp acts", _ste_edge_ties(), _verify_ste, 40),
         worked("127.4 rounds to 127 (passes), 127.6 to 128 (clamped, 0)", edge, _verify_ste),
         # / 0.5: 127 (in), 127.5 -> 128 (out, both roundings), 128 (out), -128 (in), -128.6 (out)
         by_hand("scale 0.5: [63.5, 63.75, 64, -64, -64.3] -> mask [1, 0, 0, 1, 0]",
