@@ -241,10 +241,9 @@ def loss_scale_update(scale: float, growth_tracker: int, found_inf: bool, growth
 
     PyTorch ``GradScaler.update`` (``_amp_update_scale_``)::
 
-        if found_inf:          scale <- scale * backoff_factor;  tracker <- 0
-        else:                  tracker <- tracker + 1
-            if tracker == growth_interval:
-                scale <- scale * growth_factor (kept only if finite);  tracker <- 0
+        a step with inf or NaN:   scale <- scale * backoff_factor;  tracker <- 0
+        a finite step:            tracker <- tracker + 1, and when it reaches growth_interval:
+                                  scale <- scale * growth_factor (kept only if finite);  tracker <- 0
 
     The step whose gradients were non-finite is skipped by the caller (the optimizer never
     sees it). ``growth_tracker`` counts the finite steps since the last change.

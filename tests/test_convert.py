@@ -442,51 +442,15 @@ def test_converted_weights_are_quantize_weights_of_the_float_weights(relu_model,
         assert np.array_equal(layer.w_q, w_q) and layer.w_qparams == qp
 
 
-def test_quantize_bias_worked_examples_and_overflow():
-    # s_b = 0.5 * 0.25 = 0.125:  0.3 / 0.125 = 2.4 -> 2;  -0.3125 / 0.125 = -2.5 -> -3 (away).
-    b_q = quantize_bias(np.array([0.3, -0.3125]), 0.5, 0.25)
-    assert b_q.dtype == np.int32 and b_q.tolist() == [2, -3]
-    # Per channel: 1.0 / (0.5 * 0.5) = 4, 1.0 / (0.5 * 0.125) = 16.
-    assert quantize_bias(np.array([1.0, 1.0]), 0.5, np.array([0.5, 0.125])).tolist() == [4, 16]
-    # The converter multiplies by the float32 reciprocal: s_b = float32(0.0123) *
-    # float32(0.00766237685456872); inv = float32(1 / s_b); float32(b) * inv = -6385.5005
-    # -> -6386, whereas b / s_b in float64 is -6385.49997 -> -6385.
-    b, s_in, s_w = -0.6018157005310059, 0.0123, 0.00766237685456872
-    assert float(b) / (float(np.float32(s_in)) * float(np.float32(s_w))) > -6385.5  # the division would give -6385
-    assert quantize_bias(np.array([b]), s_in, s_w).tolist() == [-6386]
-    # Saturation, as the converter: 1e10 / 1e-6 = 1e16 -> 2**31 - 1; symmetric on the negative side.
-    assert quantize_bias(np.array([1e10, -1e10]), 1e-3, 1e-3).tolist() == [INT32_MAX, -INT32_MAX]
+def test_quantize_bias_refuses_bad_scales():
+    # the converter's arithmetic (worked values, ties, saturation, oddness) is a law
+    # (nnref.laws, quantize_bias); here the checks around it
     with pytest.raises(ValueError, match="weight_scale"):
         quantize_bias(np.array([1.0, 2.0]), 0.5, np.array([0.5, 0.5, 0.5]))
     with pytest.raises(ValueError, match=r"input_scale, weight_scale: expected scales > 0, got input_scale = -0.5"):
         quantize_bias(np.array([1.0]), -0.5, 0.5)
     with pytest.raises(ValueError, match=r"underflows or overflows float32"):
         quantize_bias(np.array([1.0]), 1e-30, 1e-30)
-
-
-def ref_converter_bias(b: float, s_in: float, s_w: float) -> int:
-    """TFLite's converter, one value: float32 scale product, float32(1.0 / double(s_b)),
-    float32 product, std::round, clamp to +-(2**31 - 1). Python floats are doubles."""
-    s_b = np.float32(np.float32(s_in) * np.float32(s_w))
-    inv = np.float32(1.0 / float(s_b))
-    v = float(np.float32(np.float32(b) * inv))
-    r = half_away(Fraction(v))
-    return max(-INT32_MAX, min(INT32_MAX, r))
-
-
-@given(seed=seeds)
-def test_quantize_bias_equals_the_converter_and_is_odd_and_within_a_step(seed):
-    rng = np.random.default_rng(seed)
-    b = rng.standard_normal(9) * 10.0 ** rng.integers(-3, 4, 9)
-    s_in = float(10.0 ** rng.uniform(-4, -1))
-    s_w = 10.0 ** rng.uniform(-4, -1, 9)
-    q = quantize_bias(b, s_in, s_w)
-    assert q.tolist() == [ref_converter_bias(bi, s_in, si) for bi, si in zip(b, s_w)]
-    assert np.array_equal(quantize_bias(-b, s_in, s_w), -q)  # round half away is odd
-    # Unsaturated values are within half a step plus float32 rounding of b / s_b.
-    s_b = (np.float32(s_in) * s_w.astype(np.float32)).astype(np.float64)
-    ok = np.abs(q) < INT32_MAX
-    assert np.all(np.abs(q - b / s_b)[ok] <= 0.5 + 1e-6 * np.abs(b / s_b)[ok] + 1e-6)
 
 
 def test_converted_model_records_tflite_parameters(relu_model, relu_qmodel, digits):

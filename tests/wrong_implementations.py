@@ -362,6 +362,106 @@ def _inplace_clip(grads, min_value, max_value):
     return [np.clip(g, min_value, max_value, out=g) for g in grads]
 
 
+# ---------------------------------------------------------------- tutorials 08-11
+
+def _sig(v):
+    return 1.0 / (1.0 + np.exp(-np.asarray(v, np.float64)))
+
+
+def _lsq(v, s, qn, qp, bug=""):
+    r = v / s
+    inside = (r >= -qn) & (r <= qp) if bug == "inclusive" else (r > -qn) & (r < qp)
+    rounded = np.rint(np.clip(r, -qn, qp)) if bug == "half_even" else _round_away(np.clip(r, -qn, qp))
+    inner = r - rounded if bug == "sign" else rounded - r
+    outer = 0.0 if bug == "no_outside" else np.where(r <= -qn, -qn, qp)
+    return inside.astype(float), np.where(inside, inner, outer)
+
+
+def _pact(grad_out, x, alpha, bug=""):
+    clipped = x > alpha if bug == "strict" else x >= alpha
+    lower = np.ones(x.shape, bool) if bug == "negatives" else x >= 0
+    dx = np.where(lower & ~clipped, grad_out, 0.0)
+    da = float(np.sum(clipped)) if bug == "count" else float(np.sum(grad_out[clipped]))
+    return dx, da
+
+
+def _bf16(bits, bug=""):
+    b = bits.astype(np.uint64)
+    if bug == "truncate":
+        out = b & 0xFFFF0000
+    elif bug == "half_up":
+        out = (b + 0x8000) & 0xFFFF0000
+    elif bug == "no_lsb":
+        out = (b + 0x7FFF) & 0xFFFF0000
+    else:  # the rounding alone: NaN payloads in the low bits round to infinity
+        out = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    return (out & 0xFFFFFFFF).astype(np.uint32)
+
+
+def _sround(x, step, u, bug=""):
+    q = x / step
+    lo = np.trunc(q) if bug == "trunc" else np.floor(q)
+    if bug == "nearest":
+        return np.round(q) * step
+    up = u > q - lo if bug == "inverted" else (u <= q - lo if bug == "inclusive" else u < q - lo)
+    return (lo + up) * step
+
+
+def _lscale(scale, growth_tracker, found_inf, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000, bug=""):
+    if found_inf:
+        return (scale / growth_factor if bug == "backoff" else scale * backoff_factor), (growth_tracker if bug == "keep"
+                                                                                           else 0)
+    growth_tracker += 1
+    if (growth_tracker > growth_interval) if bug == "late" else (growth_tracker == growth_interval):
+        grown = scale * growth_factor
+        return (grown if bug == "to_inf" or np.isfinite(grown) else scale), 0
+    return scale, growth_tracker
+
+
+def _mask(w, n_prune, bug=""):
+    key = w.ravel() if bug == "signed" else np.abs(w).ravel()
+    if bug == "threshold":
+        if n_prune == 0:
+            return np.ones(w.shape, bool)
+        t = np.sort(key)[n_prune - 1]
+        return (np.abs(w) > t).reshape(w.shape)
+    order = np.argsort(-key, kind="stable")[::-1] if bug == "last_first" else np.argsort(key, kind="stable")
+    keep = np.ones(w.size, bool)
+    keep[order[:n_prune]] = False
+    return keep.reshape(w.shape)
+
+
+def _cgrads(dW, idx, mask, k, bug=""):
+    if bug == "no_mask":
+        return np.bincount(idx.ravel(), weights=dW.ravel(), minlength=k)
+    if bug == "no_minlength":
+        return np.bincount(idx[mask], weights=dW[mask])
+    sums = np.bincount(idx[mask], weights=dW[mask], minlength=k)
+    return sums / np.maximum(np.bincount(idx[mask], minlength=k), 1)
+
+
+def _bweights(W, bug=""):
+    B = np.sign(W).astype(np.int8) if bug == "sign0" else np.where(W >= 0, 1, -1).astype(np.int8)
+    if bug == "rows":
+        return B, np.mean(np.abs(W), axis=1)
+    return B, (np.max(np.abs(W), axis=0) if bug == "max" else np.mean(np.abs(W), axis=0))
+
+
+def _bgrad(W, g, B, alpha, bug=""):
+    n = W.shape[1] if bug == "out" else W.shape[0]
+    ste = 1.0 if bug == "no_clip" else (np.abs(W) <= 1)
+    second = 0.0 if bug == "no_alpha" else B * (np.sum(g * B, axis=0) / n)
+    return g * alpha * ste + second
+
+
+def _xnor(a_bits, b_bits, n, bug=""):
+    if bug == "xnor_padding":
+        return 2 * int(np.unpackbits(~(a_bits ^ b_bits)).sum()) - n
+    diff = int(np.unpackbits(a_bits ^ b_bits).sum())
+    return n - diff if bug == "no_two" else n - 2 * diff
+
+
+
 def _b(fn, **kw):
     return lambda *a, **k: fn(*a, **k, **kw)
 
@@ -533,5 +633,77 @@ WRONG = {
         "half away from zero": _b(_rqf, bug="half_away"),
         "float64 product": _b(_rqf, bug="float64"),
         "ignores act_min": _b(_rqf, bug="ignore_act_min"),
+    },
+    "rectified_sigmoid": {
+        "plain sigmoid, no stretch": lambda V, zeta=1.1, gamma=-0.1: _sig(V),
+        "stretched but not clipped": lambda V, zeta=1.1, gamma=-0.1: _sig(V) * (zeta - gamma) + gamma,
+        "zeta and gamma swapped": lambda V, zeta=1.1, gamma=-0.1: np.clip(_sig(V) * (gamma - zeta) + zeta, 0, 1),
+        "stretch hard-coded (1.1, -0.1)": lambda V, zeta=1.1, gamma=-0.1: np.clip(_sig(V) * 1.2 - 0.1, 0, 1),
+    },
+    "adaround_regularizer": {
+        "mean instead of sum": lambda h, beta: float(np.mean(1 - np.abs(2 * h - 1) ** beta)),
+        "forgets the 1 -": lambda h, beta: float(np.sum(np.abs(2 * h - 1) ** beta)),
+        "|h - 1/2|, not |2h - 1|": lambda h, beta: float(np.sum(1 - np.abs(h - 0.5) ** beta)),
+        "beta taken as 2": lambda h, beta: float(np.sum(1 - (2 * h - 1) ** 2)),
+    },
+    "equalization_scales": {
+        "inverted: r2 / sqrt(r1 r2)": lambda r1, r2: np.where((r1 > 0) & (r2 > 0), r2 / np.sqrt(np.maximum(r1 * r2, 1e-300)), 1.0),
+        "no square root: r1 / r2": lambda r1, r2: np.where((r1 > 0) & (r2 > 0), r1 / np.where(r2 > 0, r2, 1), 1.0),
+        "dead channels not kept at 1": lambda r1, r2: np.sqrt(r1 * r2) / r2,
+        "sqrt(r1 r2), not divided": lambda r1, r2: np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 * r2), 1.0),
+    },
+    "lsq_grad": {
+        "ties half to even": _b(_lsq, bug="half_even"),
+        "ends of the grid counted inside": _b(_lsq, bug="inclusive"),
+        "zero step gradient outside": _b(_lsq, bug="no_outside"),
+        "v/s - round(v/s) (sign flipped)": _b(_lsq, bug="sign"),
+    },
+    "pact_backward": {
+        "clipped only where x > alpha": _b(_pact, bug="strict"),
+        "passes negative inputs": _b(_pact, bug="negatives"),
+        "counts the clipped entries, not their gradients": _b(_pact, bug="count"),
+    },
+    "bfloat16_bits": {
+        "truncation": _b(_bf16, bug="truncate"),
+        "ties away (+0x8000)": _b(_bf16, bug="half_up"),
+        "ties always down (+0x7FFF, no lsb)": _b(_bf16, bug="no_lsb"),
+        "NaN not quieted (becomes infinity)": _b(_bf16, bug="nan"),
+    },
+    "stochastic_round_plain": {
+        "round to nearest (ignores u)": _b(_sround, bug="nearest"),
+        "up when u > frac (inverted)": _b(_sround, bug="inverted"),
+        "up when u <= frac": _b(_sround, bug="inclusive"),
+        "trunc instead of floor": _b(_sround, bug="trunc"),
+    },
+    "loss_scale_update": {
+        "grows one step late": _b(_lscale, bug="late"),
+        "count not reset on an inf step": _b(_lscale, bug="keep"),
+        "grows to infinity": _b(_lscale, bug="to_inf"),
+        "backs off by 1 / growth_factor": _b(_lscale, bug="backoff"),
+    },
+    "magnitude_mask_plain": {
+        "|w| > threshold (prunes every tie)": _b(_mask, bug="threshold"),
+        "sorts w, not |w|": _b(_mask, bug="signed"),
+        "ties: the later position first": _b(_mask, bug="last_first"),
+    },
+    "centroid_grads": {
+        "pruned weights counted": _b(_cgrads, bug="no_mask"),
+        "no entry for empty top clusters": _b(_cgrads, bug="no_minlength"),
+        "mean instead of sum": _b(_cgrads, bug="mean"),
+    },
+    "binary_weights": {
+        "np.sign (0 -> 0)": _b(_bweights, bug="sign0"),
+        "alpha per row": _b(_bweights, bug="rows"),
+        "alpha = max |W|": _b(_bweights, bug="max"),
+    },
+    "binary_weight_grad": {
+        "no clip at |W| <= 1": _b(_bgrad, bug="no_clip"),
+        "forgets the term through alpha": _b(_bgrad, bug="no_alpha"),
+        "divides by the outputs": _b(_bgrad, bug="out"),
+    },
+    "xnor_dot": {
+        "2 popcount(XNOR) - n over the padded bytes": _b(_xnor, bug="xnor_padding"),
+        "n - popcount(XOR) (no factor 2)": _b(_xnor, bug="no_two"),
+        "popcount(XOR) - n": lambda a, b, n: int(np.unpackbits(a ^ b).sum()) - n,
     },
 }

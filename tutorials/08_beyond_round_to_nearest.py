@@ -403,6 +403,53 @@ assert sqnr["LSQ (fine-tuned)"][first] < sqnr["AdaRound"][first]
 assert sqnr["LSQ (fine-tuned)"][logits] == max(v[logits] for v in sqnr.values())
 
 # %% [markdown]
+# ## Graded exercises: write AdaRound's, equalization's, LSQ's and PACT's formulas
+#
+# Each function below is nnref's own. `python -m nnref exercises --out my_exercises`
+# writes your version of this tutorial with each of them replaced by its signature, its
+# docstring and `raise NotImplementedError`; write the bodies, then
+# `python -m nnref check my_exercises` runs nnref's laws on them (hypothesis looks for
+# inputs where a law fails and shows the smallest it finds, with the expected and the
+# received values). The cell after the exercises runs the same checks here.
+#
+# - `rectified_sigmoid`: section 4: AdaRound's $h(V) = \mathrm{clamp}(\sigma(V)(\zeta -
+#   \gamma) + \gamma, 0, 1)$, exactly 0 or 1 for large $|V|$
+# - `adaround_regularizer`: section 4: $\sum 1 - |2h - 1|^\beta$, one number for the layer
+# - `equalization_scales`: section 2: $s_i = \sqrt{r^{(1)}_i r^{(2)}_i} / r^{(2)}_i$, and 1
+#   for a dead channel
+# - `lsq_grad`: section 5: the gradients for the value and the step, ties half away from
+#   zero, the ends of the grid outside
+# - `pact_backward`: section 5: the input's gradient where $0 \le x < \alpha$, the clip's
+#   where $x \ge \alpha$
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+rectified_sigmoid = laws.reference("rectified_sigmoid")
+
+# %% tags=["exercise"]
+adaround_regularizer = laws.reference("adaround_regularizer")
+
+# %% tags=["exercise"]
+equalization_scales = laws.reference("equalization_scales")
+
+# %% tags=["exercise"]
+lsq_grad = laws.reference("lsq_grad")
+
+# %% tags=["exercise"]
+pact_backward = laws.reference("pact_backward")
+
+# %%
+for exercise in (rectified_sigmoid,
+                 adaround_regularizer,
+                 equalization_scales,
+                 lsq_grad,
+                 pact_backward):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - **Cross-layer equalization** uses ReLU's positive homogeneity to give every channel the

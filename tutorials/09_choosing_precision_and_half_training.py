@@ -303,7 +303,43 @@ print(f"after 100 steps of +1e-4: round to nearest {float(w16_nearest):.4f}, sto
 #
 # The benchmark (`python benchmarks/recipe_table.py`, README) trains over three seeds: float16
 # with dynamic loss scaling matches float32 to within 0.5 points.
+
+# %% [markdown]
+# ## Graded exercises: bfloat16, stochastic rounding and the loss scale
 #
+# Each function below is nnref's own. `python -m nnref exercises --out my_exercises`
+# writes your version of this tutorial with each of them replaced by its signature, its
+# docstring and `raise NotImplementedError`; write the bodies, then
+# `python -m nnref check my_exercises` runs nnref's laws on them (hypothesis looks for
+# inputs where a law fails and shows the smallest it finds, with the expected and the
+# received values). The cell after the exercises runs the same checks here.
+#
+# - `bfloat16_bits`: section 5: float32 bit patterns rounded to bfloat16, nearest even
+#   (ties to an even last bit, the largest floats to infinity, NaN kept a NaN)
+# - `stochastic_round_plain`: section 7: up with probability $\mathrm{frac}(x/\Delta)$,
+#   given the uniforms $u$: unbiased
+# - `loss_scale_update`: section 6: PyTorch's `GradScaler.update`, one step
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+bfloat16_bits = laws.reference("bfloat16_bits")
+
+# %% tags=["exercise"]
+stochastic_round_plain = laws.reference("stochastic_round_plain")
+
+# %% tags=["exercise"]
+loss_scale_update = laws.reference("loss_scale_update")
+
+# %%
+for exercise in (bfloat16_bits,
+                 stochastic_round_plain,
+                 loss_scale_update):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Weight statistics predict the quantization noise: about 6 dB per bit minus the crest

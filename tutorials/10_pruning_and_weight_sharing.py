@@ -216,7 +216,38 @@ print("int8 weights are zero exactly where the pruned weights are:", zeros_kept)
 # included), so pruning buys it no size by itself, but symmetric quantization maps 0 to
 # the integer 0: the integer model keeps the sparsity, which sparse int8 kernels exploit.
 # The benchmark (README) repeats this over three seeds.
+
+# %% [markdown]
+# ## Graded exercises: the pruning mask and the shared values' gradient
 #
+# Each function below is nnref's own. `python -m nnref exercises --out my_exercises`
+# writes your version of this tutorial with each of them replaced by its signature, its
+# docstring and `raise NotImplementedError`; write the bodies, then
+# `python -m nnref check my_exercises` runs nnref's laws on them (hypothesis looks for
+# inputs where a law fails and shows the smallest it finds, with the expected and the
+# received values). The cell after the exercises runs the same checks here.
+#
+# - `magnitude_mask_plain`: section 2: keep all but the `n_prune` smallest $|w|$ (equal
+#   magnitudes: the earlier position is pruned first)
+# - `centroid_grads`: section 5: each shared value's gradient, the sum over its kept
+#   weights
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+magnitude_mask_plain = laws.reference("magnitude_mask_plain")
+
+# %% tags=["exercise"]
+centroid_grads = laws.reference("centroid_grads")
+
+# %%
+for exercise in (magnitude_mask_plain,
+                 centroid_grads):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Magnitude pruning keeps the largest weights, per layer or with one global threshold;

@@ -190,7 +190,43 @@ print(f"max |float forward - XNOR path| = {np.max(np.abs(float_path - xnor_path)
 # %% [markdown]
 # On hardware the XNOR path replaces 128 multiply-adds per output by two 64-bit XORs and
 # popcounts: that, and the 32x smaller weights, is the appeal of binary networks.
+
+# %% [markdown]
+# ## Graded exercises: binary weights, their gradient and the XNOR dot product
 #
+# Each function below is nnref's own. `python -m nnref exercises --out my_exercises`
+# writes your version of this tutorial with each of them replaced by its signature, its
+# docstring and `raise NotImplementedError`; write the bodies, then
+# `python -m nnref check my_exercises` runs nnref's laws on them (hypothesis looks for
+# inputs where a law fails and shows the smallest it finds, with the expected and the
+# received values). The cell after the exercises runs the same checks here.
+#
+# - `binary_weights`: section 1: $B = \mathrm{sign}(W)$ with $\mathrm{sign}(0) = +1$ and
+#   $\alpha$ = mean $|W|$ per output column
+# - `binary_weight_grad`: section 2: the straight-through gradient of the latent weights,
+#   both terms
+# - `xnor_dot`: section 4: $n - 2\,\mathrm{popcount}(a \oplus b)$, the padding bits left out
+
+# %%
+from nnref import laws
+
+# %% tags=["exercise"]
+binary_weights = laws.reference("binary_weights")
+
+# %% tags=["exercise"]
+binary_weight_grad = laws.reference("binary_weight_grad")
+
+# %% tags=["exercise"]
+xnor_dot = laws.reference("xnor_dot")
+
+# %%
+for exercise in (binary_weights,
+                 binary_weight_grad,
+                 xnor_dot):
+    report = laws.check(exercise.__name__, exercise, max_examples=15)
+    print(report if not report.passed else f"{exercise.__name__}: passed ({len(report.results)} laws)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Binary weights: $W \approx \alpha\,\mathrm{sign}(W)$ per output channel with

@@ -6,7 +6,7 @@ first use: the arithmetic only, without the checks of the public API around it.
 
 from __future__ import annotations
 
-from nnref.laws import clipping, integer, optimizers, quantization, training
+from nnref.laws import beyond, clipping, compression, converter, integer, optimizers, quantization, training
 from nnref.laws.core import Exercise
 
 __all__ = ["EXERCISES"]
@@ -36,9 +36,9 @@ _T = [  # name, tutorial, reference, summary, laws
     ("fake_quantize_affine_backward", "04", "nnref.quant.ops", "the straight-through estimator",
      quantization.ste_laws),
     ("quantize_bias", "05", "nnref.quant", "the int32 bias, as TFLite's converter computes it",
-     integer.quantize_bias_laws),
+     converter.quantize_bias_laws),
     ("quantize_multiplier", "05", "nnref.quant.fixed_point", "M = m0 2^(shift - 31), TFLite's QuantizeMultiplier",
-     integer.quantize_multiplier_laws),
+     converter.quantize_multiplier_laws),
     ("srdhm", "05", "nnref.quant.fixed_point", "saturating rounding doubling high multiply", integer.srdhm_laws),
     ("rdbpot", "05", "nnref.quant.fixed_point", "rounding divide by a power of two", integer.rdbpot_laws),
     ("mbqm_single", "05", "nnref.quant.fixed_point", "multiply by the quantized multiplier, one rounding",
@@ -54,6 +54,28 @@ _T = [  # name, tutorial, reference, summary, laws
      integer.qlinear_multiplier_laws),
     ("requantize_float", "05", "nnref.quant.qlinear", "onnxruntime's float requantization",
      integer.requantize_float_laws),
+    ("rectified_sigmoid", "08", "nnref.quant.adaround", "AdaRound's h(V), stretched and clipped",
+     beyond.rectified_sigmoid_laws),
+    ("adaround_regularizer", "08", "nnref.quant.adaround", "sum of 1 - |2h - 1|^beta",
+     beyond.adaround_regularizer_laws),
+    ("equalization_scales", "08", "nnref.quant.equalize", "cross-layer equalization's sqrt(r1 r2) / r2",
+     beyond.equalization_scales_laws),
+    ("lsq_grad", "08", "nnref.quant.lsq", "LSQ's gradients for the value and the step", beyond.lsq_grad_laws),
+    ("pact_backward", "08", "nnref.quant.lsq", "PACT's gradients for the input and the clip", beyond.pact_backward_laws),
+    ("bfloat16_bits", "09", "nnref.halfprec", "float32 bits rounded to bfloat16, nearest even",
+     compression.bfloat16_bits_laws),
+    ("stochastic_round_plain", "09", "nnref.halfprec", "unbiased rounding to a grid, given the uniforms",
+     compression.stochastic_round_laws),
+    ("loss_scale_update", "09", "nnref.halfprec", "PyTorch's dynamic loss scale, one step",
+     compression.loss_scale_update_laws),
+    ("magnitude_mask_plain", "10", "nnref.prune", "keep-mask without the n smallest |w|",
+     compression.magnitude_mask_laws),
+    ("centroid_grads", "10", "nnref.prune", "the shared values' gradient", compression.centroid_grads_laws),
+    ("binary_weights", "11", "nnref.quant.binary", "XNOR-Net's sign and per-column scale",
+     compression.binary_weights_laws),
+    ("binary_weight_grad", "11", "nnref.quant.binary", "the latent weights' straight-through gradient",
+     compression.binary_weight_grad_laws),
+    ("xnor_dot", "11", "nnref.quant.binary", "a +-1 dot product by XOR and popcount", compression.xnor_dot_laws),
 ]
 
 EXERCISES = tuple(Exercise(name, tut, f"{module}:{name}", summary, laws()) for name, tut, module, summary, laws in _T)

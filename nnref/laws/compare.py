@@ -7,7 +7,7 @@ import numpy as np
 
 from nnref.laws.core import LawViolation
 
-__all__ = ["as_array", "expect_close", "expect_equal", "expect_true", "expect_unchanged", "expect_pair"]
+__all__ = ["as_array", "expect_close", "expect_equal", "expect_ints", "expect_true", "expect_unchanged", "expect_pair"]
 
 
 def as_array(value, what: str) -> np.ndarray:
@@ -61,6 +61,14 @@ def expect_equal(received, expected, what: str, dtype: bool = True) -> np.ndarra
         where = f" at index {tuple(int(j) for j in np.unravel_index(int(diff[0]), r.shape))}" if r.ndim and diff.size else ""
         raise LawViolation(f"{what}: differs{where}", e, r)
     return r
+
+
+def expect_ints(got, want, what: str) -> None:
+    """``got`` is an integer array (any integer dtype) equal to ``want``."""
+    got_arr = np.asarray(got)
+    if got_arr.dtype.kind not in "iu":
+        raise LawViolation(f"{what}: expected an integer array, got dtype {got_arr.dtype}", want, got)
+    expect_equal(got_arr.astype(np.int64), want, what, dtype=False)
 
 
 def expect_true(condition: bool, message: str, expected=None, received=None) -> None:

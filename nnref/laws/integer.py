@@ -8,20 +8,19 @@ whole int32 range and share no code with numpy implementations.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
 from hypothesis import strategies as st
 
-from nnref.laws.compare import expect_equal, expect_pair
+from nnref.laws.compare import expect_equal, expect_ints, expect_true
 from nnref.laws.core import Law, LawViolation
 from nnref.laws.strategies import floats
-from nnref.laws.training import unchanged_law, worked
+from nnref.laws.training import by_hand, unchanged_law, worked
 
 __all__ = ["srdhm_laws", "rdbpot_laws", "mbqm_single_laws", "mbqm_double_laws", "requantize_laws",
-           "matmul_laws", "linear_int8_laws", "qlinear_multiplier_laws", "requantize_float_laws",
-           "quantize_multiplier_laws", "quantize_bias_laws"]
+           "matmul_laws", "linear_int8_laws", "qlinear_multiplier_laws", "requantize_float_laws", "I32_MIN",
+           "I32_MAX"]
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
@@ -64,13 +63,6 @@ def _int32s(draw, n: int, lo: int = I32_MIN, hi: int = I32_MAX) -> np.ndarray:
     return np.array(draw(st.lists(vals, min_size=n, max_size=n)), dtype=np.int32)
 
 
-def _expect_ints(got, want, what):
-    got_arr = np.asarray(got)
-    if got_arr.dtype.kind not in "iu":
-        raise LawViolation(f"{what}: expected an integer array, got dtype {got_arr.dtype}", want, got)
-    expect_equal(got_arr.astype(np.int64), want, what, dtype=False)
-
-
 # ---------------------------------------------------------------- SRDHM and RDBPOT
 
 @st.composite
@@ -82,8 +74,23 @@ def _srdhm_cases(draw):
 
 
 def _verify_srdhm(fn, case):
-    _expect_ints(fn(case["a"], case["b"]), _apply(srdhm_o, case["a"], case["b"]),
+    expect_ints(fn(case["a"], case["b"]), _apply(srdhm_o, case["a"], case["b"]),
                  "SRDHM(a, b) = floor((a b + 2^30) / 2^31), 2^31 - 1 for a = b = -2^31")
+
+
+@st.composite
+def _srdhm_ties(draw):
+    k = np.array(draw(st.lists(st.one_of(st.sampled_from([-(2**29), -1, 0, 2**29 - 1]), st.integers(-(2**29), 2**29 - 1)),
+                               min_size=1, max_size=6)), np.int64)
+    return {"a": (2 * k + 1).astype(np.int32), "b": np.full(k.shape, 2**30, np.int32), "k": k}
+
+
+def _verify_srdhm_ties(fn, case):
+    expect_ints(fn(case["a"], case["b"]), case["k"] + 1, "SRDHM(2k + 1, 2^30) = k + 1/2 exactly: the tie goes up, to k + 1")
+
+
+def _srdhm_call(fn, c):
+    return fn(c["a"], c["b"])
 
 
 def srdhm_laws() -> tuple:
@@ -95,6 +102,12 @@ def srdhm_laws() -> tuple:
             "+infinity), saturating at a = b = -2^31", _srdhm_cases(), _verify_srdhm, 60),
         worked("ties: a/2 for a = 1, -1, 3, -3 gives 1, 0, 2, -1", ties, _verify_srdhm),
         worked("saturation: SRDHM(-2^31, -2^31) = 2^31 - 1", sat, _verify_srdhm),
+        Law("ties", "SRDHM(2k + 1, 2^30) = k + 1/2 rounds to k + 1 (toward +infinity) for every k",
+            _srdhm_ties(), _verify_srdhm_ties, 20),
+        # 3 2^30 / 2^31 = 1.5 -> 2; -1.5 -> -1; (2^31 - 1)^2 / 2^31 = 2^31 - 2 + 2^-31 -> 2^31 - 2
+        by_hand("SRDHM(+-3, 2^30) = 2, -1; SRDHM(2^31 - 1, 2^31 - 1) = 2^31 - 2; the saturation",
+                {"a": np.array([3, -3, I32_MAX, I32_MIN], np.int32), "b": np.array([2**30, 2**30, I32_MAX, I32_MIN], np.int32)},
+                _srdhm_call, np.array([2, -1, I32_MAX - 1, I32_MAX])),
         unchanged_law(_srdhm_cases(), lambda fn, c: fn(c["a"], c["b"])),
     )
 
@@ -109,8 +122,21 @@ def _rdbpot_cases(draw):
 
 
 def _verify_rdbpot(fn, case):
-    _expect_ints(fn(case["x"], case["exponent"]), _apply(rdbpot_o, case["x"], case["exponent"]),
+    expect_ints(fn(case["x"], case["exponent"]), _apply(rdbpot_o, case["x"], case["exponent"]),
                  "RDBPOT(x, e) = x / 2^e rounded to nearest, ties away from zero")
+
+
+@st.composite
+def _rdbpot_ties(draw):
+    e = draw(st.integers(1, 31))
+    k = np.array(draw(st.lists(st.integers(-(2 ** (31 - e)), 2 ** (31 - e) - 1), min_size=1, max_size=6)), np.int64)
+    return {"x": ((2 * k + 1) * 2 ** (e - 1)).astype(np.int32), "exponent": e, "k": k}
+
+
+def _verify_rdbpot_ties(fn, case):
+    x, k = case["x"], case["k"]
+    expect_ints(fn(x, case["exponent"]), np.where(x > 0, k + 1, k),
+                 "x / 2^e = k + 1/2 exactly rounds away from zero: k + 1 above 0, k below")
 
 
 def rdbpot_laws() -> tuple:
@@ -122,6 +148,12 @@ def rdbpot_laws() -> tuple:
             _rdbpot_cases(), _verify_rdbpot, 60),
         worked("ties away from zero: +-5/2 = +-3, +-7/2 = +-4", ties, _verify_rdbpot),
         worked("exponents 0 and 31 at the ends of int32", ends, _verify_rdbpot),
+        Law("ties", "x / 2^e = k + 1/2 exactly rounds away from zero, for every exponent 1..31",
+            _rdbpot_ties(), _verify_rdbpot_ties, 20),
+        # 2.5 -> 3, -2.5 -> -3, -12 / 8 = -1.5 -> -2, -2^31 / 2^31 = -1, (2^31 - 1) / 2^31 -> 1
+        by_hand("5/2 -> 3, -5/2 -> -3, -12/8 -> -2, -2^31/2^31 = -1, (2^31-1)/2^31 -> 1, e = 0 keeps x",
+                {"x": np.array([5, -5, -12, I32_MIN, I32_MAX, I32_MAX], np.int32), "exponent": np.array([1, 1, 3, 31, 31, 0])},
+                lambda fn, c: fn(c["x"], c["exponent"]), np.array([3, -3, -2, -1, 1, I32_MAX])),
         unchanged_law(_rdbpot_cases(), lambda fn, c: fn(c["x"], c["exponent"])),
     )
 
@@ -146,8 +178,38 @@ def _verify_mbqm(rounding):
         want = _apply(_MBQM[rounding], case["x"], case["m0"], case["shift"])
         form = ("(x m0 + 2^(t-1)) >> t, t = 31 - shift" if rounding == "single"
                 else "RDBPOT(SRDHM(x 2^max(shift, 0), m0), max(-shift, 0))")
-        _expect_ints(fn(case["x"], case["m0"], case["shift"]), want, form)
+        expect_ints(fn(case["x"], case["m0"], case["shift"]), want, form)
     return verify
+
+
+def _verify_mbqm_near(rounding):
+    def verify(fn, case):
+        x, m0, shift = case["x"], case["m0"], case["shift"]
+        got = np.asarray(fn(x, m0, shift)).astype(np.int64).ravel()
+        b = np.broadcast_arrays(*[np.asarray(a, dtype=np.int64) for a in (x, m0, shift)])
+        for g, xi, mi, si in zip(got, *(a.ravel() for a in b)):
+            exact = Fraction(int(xi) * int(mi)) * Fraction(2) ** (int(si) - 31)
+            # one rounding: 1/2; two: 1/2 from SRDHM scaled down by 2^right, plus 1/2
+            bound = Fraction(1, 2) if rounding == "single" else Fraction(1, 2) + Fraction(1, 2 ** (max(-int(si), 0) + 1))
+            if abs(int(g) - exact) > bound:
+                raise LawViolation(f"result {int(g)} is further than {bound} from x m0 2^(shift - 31) = "
+                                   f"{float(exact)!r}", float(exact), int(g))
+    return verify
+
+
+@st.composite
+def _sorted_cases(draw):
+    case = draw(_mbqm_cases())
+    case["x"] = np.sort(case["x"])
+    if np.ndim(case["m0"]):  # one multiplier for the whole row
+        case["m0"], case["shift"] = int(case["m0"][0]), int(np.ravel(case["shift"])[0])
+    case["x"] = np.clip(case["x"], -(2 ** (30 - max(case["shift"], 0))), 2 ** (30 - max(case["shift"], 0)) - 1)
+    return case
+
+
+def _verify_monotone(fn, case):
+    got = np.asarray(fn(case["x"], case["m0"], case["shift"])).astype(np.int64)
+    expect_true(np.all(np.diff(got) >= 0), "not monotone: a larger x gave a smaller result", None, got)
 
 
 def _mbqm_laws(rounding: str, worked_cases) -> tuple:
@@ -155,6 +217,9 @@ def _mbqm_laws(rounding: str, worked_cases) -> tuple:
     return (
         Law("exact", f"equals the {rounding}-rounding formula over int32 accumulators, m0 in "
             "[2^30, 2^31), every shift (scalar or per channel)", _mbqm_cases(), _verify_mbqm(rounding), 60),
+        Law("near the real product", "within 1/2 (one rounding) or 1/2 + 1/2^(right + 1) (two) of "
+            "x m0 2^(shift - 31)", _mbqm_cases(), _verify_mbqm_near(rounding), 20),
+        Law("monotone", "sorted x gives sorted results (one multiplier)", _sorted_cases(), _verify_monotone, 15),
         *[worked(name, case, _verify_mbqm(rounding)) for name, case in worked_cases],
         unchanged_law(_mbqm_cases(), lambda fn, c: fn(c["x"], c["m0"], c["shift"])),
     )
@@ -164,14 +229,22 @@ def mbqm_single_laws() -> tuple:
     """The laws and worked values of ``mbqm_single``: a tuple of :class:`~nnref.laws.core.Law`."""
     q = {"x": np.array([5, -5, 3, -3], dtype=np.int32), "m0": 2**30, "shift": -1}
     ties = {"x": np.array([1, -1, 3, -3], dtype=np.int32), "m0": 2**30, "shift": 0}
-    return _mbqm_laws("single", [("x / 4 with one rounding: 1.25 -> 1, -1.25 -> -1, 0.75 -> 1, -0.75 -> -1", q),
-                                 ("ties go toward +infinity: x / 2 = 0.5, -0.5, 1.5, -1.5 -> 1, 0, 2, -1", ties)])
+    # M = 1/4: 5/4 = 1.25 -> floor(1.25 + 0.5) = 1; -2/4 = -0.5 -> floor(0) = 0 (ties up)
+    hand = by_hand("one rounding: 5 / 4 -> 1, -2 / 4 -> 0 (two roundings give 2 and -1)",
+                   {"x": np.array([5, -2], np.int32), "m0": 2**30, "shift": -1},
+                   lambda fn, c: fn(c["x"], c["m0"], c["shift"]), np.array([1, 0]))
+    return (*_mbqm_laws("single", [("x / 4 with one rounding: 1.25 -> 1, -1.25 -> -1, 0.75 -> 1, -0.75 -> -1", q),
+                                   ("ties go toward +infinity: x / 2 = 0.5, -0.5, 1.5, -1.5 -> 1, 0, 2, -1", ties)]),
+            hand)
 
 
 def mbqm_double_laws() -> tuple:
     """The laws and worked values of ``mbqm_double``: a tuple of :class:`~nnref.laws.core.Law`."""
     q = {"x": np.array([5, -5, 3, -3], dtype=np.int32), "m0": 2**30, "shift": -1}
-    return _mbqm_laws("double", [("x / 4 with two roundings: 1.25 -> 2 (SRDHM gives 3, then 3 / 2)", q)])
+    # SRDHM(5, 2^30) = 2.5 -> 3, RDBPOT(3, 1) = 1.5 -> 2; SRDHM(-2, 2^30) = -1, RDBPOT(-1, 1) = -0.5 -> -1
+    hand = by_hand("two roundings: 5 / 4 -> 2, -2 / 4 -> -1", {"x": np.array([5, -2], np.int32), "m0": 2**30, "shift": -1},
+                   lambda fn, c: fn(c["x"], c["m0"], c["shift"]), np.array([2, -1]))
+    return (*_mbqm_laws("double", [("x / 4 with two roundings: 1.25 -> 2 (SRDHM gives 3, then 3 / 2)", q)]), hand)
 
 
 # ---------------------------------------------------------------- requantization
@@ -202,6 +275,10 @@ def _verify_requant(fn, case):
     expect_equal(got, want, "clip(MBQM(acc, m0, shift) + out_zero_point, act_min, act_max) as int8")
 
 
+def _requant_call(fn, c):
+    return fn(c["acc"], c["m0"], c["shift"], c["out_zero_point"], c["act_min"], c["act_max"], rounding=c["rounding"])
+
+
 def requantize_laws() -> tuple:
     """The laws and worked values of ``requantize``: a tuple of :class:`~nnref.laws.core.Law`."""
     relu = {"acc": np.array([[-1000, 7, 1000]], dtype=np.int32), "m0": 2**30, "shift": -2, "out_zero_point": -5,
@@ -210,6 +287,14 @@ def requantize_laws() -> tuple:
         Law("contract", "clip(MBQM(acc) + zero point, act_min, act_max) -> int8, both roundings, per tensor "
             "or per channel", _requant_cases(), _verify_requant, 50),
         worked("a fused ReLU is the clamp at the zero point", relu, _verify_requant),
+        # M = 1/4: 25 + 3 = 28, -25 + 3 = -22, 250 + 3 -> 127, -250 + 3 -> -128
+        by_hand("M = 1/4, zero point 3: [100, -100, 1000, -1000] -> [28, -22, 127, -128]",
+                {"acc": np.array([[100, -100, 1000, -1000]], np.int32), "m0": 2**30, "shift": -1, "out_zero_point": 3,
+                 "act_min": -128, "act_max": 127, "rounding": "single"}, _requant_call,
+                np.array([[28, -22, 127, -128]], np.int8)),
+        by_hand("the same with a fused ReLU (act_min 3): [28, 3, 127, 3]",
+                {"acc": np.array([[100, -100, 1000, -1000]], np.int32), "m0": 2**30, "shift": -1, "out_zero_point": 3,
+                 "act_min": 3, "act_max": 127, "rounding": "single"}, _requant_call, np.array([[28, 3, 127, 3]], np.int8)),
         worked("double rounding: 5 / 4 -> 2, -5 / 4 -> -2 (single rounding gives 1, -1)",
                {"acc": np.array([[5, -5]], dtype=np.int32), "m0": 2**30, "shift": -1, "out_zero_point": 0,
                 "act_min": -128, "act_max": 127, "rounding": "double"}, _verify_requant),
@@ -249,6 +334,13 @@ def matmul_laws() -> tuple:
         Law("definition", "each entry is the sum of products of the centred values, in int32",
             _matmul_cases(), _verify_matmul, 40),
         worked("centred values up to 255 in size: no int8 arithmetic", ex, _verify_matmul),
+        # a - 1 = [[0, 1], [2, 3]], b + 1 = [[6], [-5]]: -5 and 12 - 15 = -3
+        by_hand("zero points 1 and -1: [[-5], [-3]]", {"a": np.array([[1, 2], [3, 4]], np.int8),
+                "b": np.array([[5], [-6]], np.int8), "a_zero_point": 1, "b_zero_point": -1},
+                lambda fn, c: fn(c["a"], c["b"], c["a_zero_point"], c["b_zero_point"]), np.array([[-5], [-3]], np.int32)),
+        by_hand("zero points 1 and 2: [[0 * 3 + 1 * 4], [2 * 3 + 3 * 4]]", {"a": np.array([[1, 2], [3, 4]], np.int8),
+                "b": np.array([[5], [6]], np.int8), "a_zero_point": 1, "b_zero_point": 2},
+                lambda fn, c: fn(c["a"], c["b"], c["a_zero_point"], c["b_zero_point"]), np.array([[4], [18]], np.int32)),
         unchanged_law(_matmul_cases(), lambda fn, c: fn(c["a"], c["b"], c["a_zero_point"], c["b_zero_point"])),
     )
 
@@ -295,6 +387,12 @@ def linear_int8_laws() -> tuple:
         Law("TFLite's order", "int32 sum of centred products, plus the bias, then one requantization "
             "(bias before the multiplier, zero point after it)", _linear_cases(), _verify_linear_int8, 40),
         worked("a 1x2 input through a 2x2 layer", ex, _verify_linear_int8),
+        # x - 2 = [8, -5]: acc = [-4, -33]; + bias [96, -40]; M = 1/4: [24, -10]; + 1: [25, -9]
+        by_hand("zero point 2, bias [100, -7], M = 1/4, output zero point 1: [25, -9]",
+                {"x_q": np.array([[10, -3]], np.int8), "w_q": np.array([[2, -1], [4, 5]], np.int8),
+                 "bias_q": np.array([100, -7], np.int32), "x_zero_point": 2, "w_zero_point": 0, "m0": 2**30,
+                 "shift": -1, "out_zero_point": 1, "act_min": -128, "act_max": 127, "rounding": "single"},
+                lambda fn, c: fn(*(c[k] for k in _LINEAR_ARGS), rounding=c["rounding"]), np.array([[25, -9]], np.int8)),
         unchanged_law(_linear_cases(), lambda fn, c: fn(*(c[k] for k in _LINEAR_ARGS), rounding=c["rounding"])),
     )
 
@@ -321,6 +419,9 @@ def qlinear_multiplier_laws() -> tuple:
     return (
         Law("float32 order", "(a_scale * b_scale) / y_scale in float32, bit for bit", _scales(), _verify_multiplier, 40),
         worked("order matters: (sa sb) / sy = 0.030141233, sa (sb / sy) = 0.03014123", near, _verify_multiplier),
+        by_hand("0.5 * 0.5 / 0.1 = float32(0.25) / float32(0.1)", {"a_scale": np.float32(0.5), "b_scale": np.float32(0.5),
+                "y_scale": np.float32(0.1)}, lambda fn, c: fn(c["a_scale"], c["b_scale"], c["y_scale"]),
+                np.float32(0.25) / np.float32(0.1)),
     )
 
 
@@ -349,6 +450,10 @@ def _verify_rqf(fn, c):
                  "point after rounding)")
 
 
+def _rqf_call(fn, c):
+    return fn(c["acc"], c["multiplier"], c["out_zero_point"], c["act_min"], c["act_max"], dtype=c["dtype"])
+
+
 def requantize_float_laws() -> tuple:
     """The laws and worked values of ``requantize_float``: a tuple of :class:`~nnref.laws.core.Law`."""
     tie = {"acc": np.array([1, 3, -1, 5], np.int32), "multiplier": np.float32(0.5), "out_zero_point": 1,
@@ -357,97 +462,27 @@ def requantize_float_laws() -> tuple:
         Law("onnxruntime", "float32 product, half-to-even rounding, zero point added after rounding, "
             "clamped", _rqf_cases(), _verify_rqf, 40),
         worked("ties with an odd zero point: 0.5 -> 0 + 1, 1.5 -> 2 + 1", tie, _verify_rqf),
+        # 5 * 0.5 = 2.5 -> 2 (even) + 1 = 3 (ONNX's reference evaluator, rint(3.5), gives 4);
+        # + 2 -> 4; -2.5 -> -2
+        *[by_hand(f"{acc} * 0.5 = {acc / 2}, zero point {zp}: {want}", {"acc": np.array([acc], np.int32),
+                  "multiplier": np.float32(0.5), "out_zero_point": zp, "act_min": -128, "act_max": 127,
+                  "dtype": np.int8}, _rqf_call, np.array([want], np.int8)) for acc, zp, want in ((5, 1, 3), (5, 2, 4),
+                                                                                                  (-5, 0, -2))],
+        # x 0.5: 2.5, 3.5, -2.5, 500 -> rint 2, 4, -2, 500; + 1; clamped
+        by_hand("[5, 7, -5, 1000] x 0.5, zero point 1: [3, 5, -1, 127]", {"acc": np.array([[5, 7, -5, 1000]], np.int32),
+                "multiplier": np.float32(0.5), "out_zero_point": 1, "act_min": -128, "act_max": 127, "dtype": np.int8},
+                _rqf_call, np.array([[3, 5, -1, 127]], np.int8)),
+        by_hand("the same clamped to [0, 4]: [3, 4, 0, 4]", {"acc": np.array([[5, 7, -5, 1000]], np.int32),
+                "multiplier": np.float32(0.5), "out_zero_point": 1, "act_min": 0, "act_max": 4, "dtype": np.int8},
+                _rqf_call, np.array([[3, 4, 0, 4]], np.int8)),
+        # float32(5 * float32(0.1)) = 0.5 exactly (float64 gives 0.50000000745 -> 1)
+        by_hand("the float32 product 5 * 0.1 is 0.5: rounds to 0", {"acc": np.array([5], np.int32),
+                "multiplier": np.float32(0.1), "out_zero_point": 0, "act_min": -128, "act_max": 127,
+                "dtype": np.int8}, _rqf_call, np.array([0], np.int8)),
+        # 380 * 0.5 = 190 + 100 -> 255 (saturated); 380 * 0.125 = 47.5 -> 48 + 100 = 148
+        *[by_hand(f"uint8: 380 * {m} + 100 -> {want}", {"acc": np.array([380], np.int32), "multiplier": np.float32(m),
+                  "out_zero_point": 100, "act_min": 0, "act_max": 255, "dtype": np.uint8}, _rqf_call,
+                  np.array([want], np.uint8)) for m, want in ((0.5, 255), (0.125, 148))],
         unchanged_law(_rqf_cases(), lambda fn, c: fn(c["acc"], c["multiplier"], c["out_zero_point"], c["act_min"],
                                                      c["act_max"], dtype=c["dtype"])),
-    )
-
-
-# ---------------------------------------------------------------- the converter's constants
-
-def quantize_multiplier_o(m: float) -> tuple[int, int]:
-    """TensorFlow Lite's QuantizeMultiplier, exactly (Python ints and fractions)."""
-    if m == 0.0:
-        return 0, 0
-    q, e = math.frexp(m)  # exact: m = q 2^e, q in [0.5, 1)
-    m0 = math.floor(Fraction(q) * 2**31 + Fraction(1, 2))  # half away from zero (q > 0)
-    if m0 == 2**31:
-        m0, e = 2**30, e + 1
-    return (0, 0) if e < -31 else (m0, e)
-
-
-@st.composite
-def _multiplier_cases(draw):
-    e = draw(st.integers(-40, 20))
-    kind = draw(st.integers(0, 3))
-    if kind == 0:  # q 2^31 = k + 1/2 exactly: a tie
-        m = (draw(st.integers(2**30, 2**31 - 1)) + 0.5) * 2.0 ** (e - 31)
-    elif kind == 1:  # rounds up into the next binade (the carry)
-        m = (2**31 - draw(st.sampled_from([0.5, 0.25, 0.75]))) * 2.0 ** (e - 31)
-    else:
-        m = draw(floats(0.5, 1.0)) * 2.0**e
-    if draw(st.booleans()):
-        return {"real": draw(st.sampled_from([m, 0.0, 2.0**-33, 0.5, 1.0]))}
-    return {"real": np.array([m, draw(floats(1e-6, 10.0)), 0.0])}
-
-
-def _verify_multiplier_split(fn, case):
-    real = case["real"]
-    got_m0, got_shift = (np.asarray(v) for v in expect_pair(fn(real), 2, "quantize_multiplier(real)"))
-    pairs = [quantize_multiplier_o(float(v)) for v in np.ravel(real)]
-    what = "m0 = round_half_away(q 2^31) with (q, e) = frexp(M), carried to 2^30 at 2^31, 0 below 2^-32"
-    _expect_ints(got_m0.reshape(-1), np.array([p[0] for p in pairs]), "m0: " + what)
-    _expect_ints(got_shift.reshape(-1), np.array([p[1] for p in pairs]), "shift: " + what)
-
-
-def quantize_multiplier_laws() -> tuple:
-    tie = {"real": (2**30 + 0.5) * 2.0**-31}
-    carry = {"real": (2**31 - 0.5) * 2.0**-32}
-    return (
-        Law("TFLite's rule", "(m0, shift) with M ~= m0 2^(shift - 31): frexp, round half away from zero, "
-            "the carry at 2^31, flushed below 2^-32", _multiplier_cases(), _verify_multiplier_split, 40),
-        worked("a tie rounds away from zero: q 2^31 = 2^30 + 1/2 -> m0 = 2^30 + 1", tie, _verify_multiplier_split),
-        worked("the carry: q 2^31 = 2^31 - 1/2 rounds to 2^31 -> (2^30, shift + 1)", carry,
-               _verify_multiplier_split),
-    )
-
-
-def quantize_bias_o(b, s_in, s_w) -> np.ndarray:
-    """TensorFlow Lite's converter: float32 scales, double reciprocal stored as float32,
-    float32 product, round half away from zero, saturated to +-(2^31 - 1)."""
-    s_b = np.float32(s_in) * np.asarray(s_w, dtype=np.float32)
-    inv = (1.0 / s_b.astype(np.float64)).astype(np.float32)
-    v = (np.asarray(b, dtype=np.float32) * inv).astype(np.float64)
-    r = np.array([math.copysign(math.floor(abs(x) + 0.5), x) for x in np.ravel(v)]).reshape(v.shape)
-    return np.clip(r, -(2**31 - 1), 2**31 - 1).astype(np.int32)
-
-
-@st.composite
-def _bias_cases(draw):
-    n = draw(st.integers(1, 5))
-    s_in = np.float32(draw(floats(1e-4, 0.1)))
-    s_w = np.array([draw(floats(1e-4, 0.1)) for _ in range(n)], np.float32)
-    if draw(st.integers(0, 3)):  # near ties of b / s_b, where dividing and multiplying by 1 / s_b differ
-        k = np.array([draw(st.integers(-20000, 20000)) for _ in range(n)])
-        b = ((k + 0.5) * (s_in.astype(np.float64) * s_w)).astype(np.float32).astype(np.float64)
-    else:
-        b = np.array([draw(floats(-5.0, 5.0)) for _ in range(n)])
-    return {"b": b, "input_scale": float(s_in), "weight_scale": s_w}
-
-
-def _verify_bias(fn, c):
-    want = quantize_bias_o(c["b"], c["input_scale"], c["weight_scale"])
-    expect_equal(fn(c["b"], c["input_scale"], c["weight_scale"]), want,
-                 "round_half_away(float32(b) * float32(1 / (s_in s_w))) as int32, the converter's precisions")
-
-
-def quantize_bias_laws() -> tuple:
-    ex = {"b": np.array([-0.6018157005310059]), "input_scale": 0.0123, "weight_scale": np.array([0.00766237685456872])}
-    return (
-        Law("TFLite's converter", "float32 scale product, its reciprocal as float32, a float32 product, "
-            "rounded half away from zero", _bias_cases(), _verify_bias, 40),
-        worked("multiplying by the float32 reciprocal gives -6386 (float64 division: -6385)", ex, _verify_bias),
-        worked("and not dividing in float32 either: -7200 (float32 division: -7201)",
-               {"b": np.array([-19.6191463470459]), "input_scale": 0.09563110023736954,
-                "weight_scale": np.array([0.028491696], np.float32)}, _verify_bias),
-        unchanged_law(_bias_cases(), lambda fn, c: fn(c["b"], c["input_scale"], c["weight_scale"])),
     )

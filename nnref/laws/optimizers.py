@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nnref.laws.compare import expect_close, expect_pair, expect_true
 from nnref.laws.core import Law
 from nnref.laws.strategies import arrays, floats
-from nnref.laws.training import unchanged_law, worked
+from nnref.laws.training import by_hand, unchanged_law, worked
 
 __all__ = ["sgd_laws", "adam_laws", "sgd_oracle", "adam_oracle"]
 
@@ -78,6 +78,46 @@ def _verify_sgd(fn, case):
         p, buf = want_p, want_buf
 
 
+# The hand-worked trajectories of the tests of old: lr = 0.1 from
+#   p0 = [1, -2] with g1 = [0.5, -1], g2 = [1, 2], g3 = [-0.5, 0]
+_P0 = np.array([1.0, -2.0])
+_GRADS = [np.array([0.5, -1.0]), np.array([1.0, 2.0]), np.array([-0.5, 0.0])]
+
+
+def _sgd_run(fn, c):
+    """Three steps with the function's own buffer; returns (p1, p2, p3, last buffer)."""
+    p, buf, trace = c["p"], None, []
+    for g in c["grads"]:
+        p, buf = expect_pair(fn(p, g, buf, c["lr"], **_sgd_options(c)), 2, "sgd_update(...)")
+        trace.append(p)
+    return (*trace, buf)
+
+
+def _sgd_hand(name, opts, want, buf):
+    case = {"p": _P0, "grads": _GRADS, "lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+            "weight_decay": 0.0, **opts}
+    return by_hand(name, case, _sgd_run, (*[np.array(w) for w in want], buf), rtol=1e-14)
+
+
+def _sgd_hand_laws() -> tuple:
+    return (
+        # p <- p - lr g: [0.95, -1.9], [0.85, -2.1], [0.9, -2.1]; no buffer
+        _sgd_hand("plain SGD, three steps by hand", {}, [[0.95, -1.9], [0.85, -2.1], [0.9, -2.1]], None),
+        # b1 = g1, b2 = 0.9 b1 + g2 = [1.45, 1.1], b3 = [0.805, 0.99]; p -= 0.1 b
+        _sgd_hand("momentum 0.9, three steps by hand", {"momentum": 0.9},
+                  [[0.95, -1.9], [0.805, -2.01], [0.7245, -2.109]], np.array([0.805, 0.99])),
+        # the same buffers; steps g + 0.9 b: [0.95, -1.9], [2.305, 2.99], [0.2245, 0.891]
+        _sgd_hand("Nesterov, three steps by hand", {"momentum": 0.9, "nesterov": True},
+                  [[0.905, -1.81], [0.6745, -2.109], [0.65205, -2.1981]], np.array([0.805, 0.99])),
+        # g' = g + 0.5 p: [1, -2], [1.45, 1.1], [-0.1225, -0.955]
+        _sgd_hand("weight decay 0.5, three steps by hand", {"weight_decay": 0.5},
+                  [[0.9, -1.8], [0.755, -1.91], [0.76725, -1.8145]], None),
+        # b1 = g1 undamped; b2 = 0.9 b1 + 0.5 g2 = [0.95, 0.1]; b3 = [0.605, 0.09]
+        _sgd_hand("dampening 0.5 skips the first step, by hand", {"momentum": 0.9, "dampening": 0.5},
+                  [[0.95, -1.9], [0.855, -1.91], [0.7945, -1.919]], np.array([0.605, 0.09])),
+    )
+
+
 def sgd_laws() -> tuple:
     """The laws and worked values of ``sgd``: a tuple of :class:`~nnref.laws.core.Law`."""
     decay_into_buffer = {"p": np.array([1.0]), "grads": [np.array([1.0]), np.array([1.0])], "lr": 0.1,
@@ -94,6 +134,7 @@ def sgd_laws() -> tuple:
                _verify_sgd),
         worked("no dampening on the first step: buf = g = 2", dampened_first, _verify_sgd),
         worked("Nesterov: p -= lr (g + momentum buf)", nesterov, _verify_sgd),
+        *_sgd_hand_laws(),
         unchanged_law(one, lambda fn, c: fn(c["p"], c["grads"][0], None, c["lr"], **_sgd_options(c))),
     )
 
@@ -144,6 +185,40 @@ def _verify_first_step(fn, case):
                  "first step moves each entry by lr d / (|d| + eps)", rtol=1e-11, atol=1e-13)
 
 
+def _adam_run(fn, c):
+    """Steps t = 1, 2, ... with the function's own state; returns (p1, ..., m, v)."""
+    p, m, v, trace = c["p"], np.zeros_like(c["p"]), np.zeros_like(c["p"]), []
+    for t, g in enumerate(c["grads"], start=1):
+        p, m, v = expect_pair(fn(p, g, m, v, t, **{k: c[k] for k in _ADAM_OPTS}), 3, f"adam_update(..., step={t})")
+        trace.append(p)
+    return (*trace, m, v)
+
+
+_ADAM_DEFAULTS = {"lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+
+
+def _adam_hand_laws() -> tuple:
+    # t = 1: m_hat = g, v_hat = g^2: each entry moves by lr g / (|g| + eps)
+    # t = 2: m = [0.145, 0.11], v = [0.00124975, 0.004999], corrections 0.19 and 0.001999
+    # t = 3: m = [0.0805, 0.099], v = [0.00149850025, 0.004994001], corrections 0.271, 0.002997001
+    three = (np.array([0.900000002, -1.900000001]), np.array([0.803481800639, -1.93661035347]),
+             np.array([0.761472870876, -1.964910262]), np.array([0.0805, 0.099]),
+             np.array([0.00149850025, 0.004994001]))
+    # zero loss gradient, p0 = 2: only the L2 term g' = 0.5 p moves p
+    decay = (np.array([1.900000001]), np.array([1.80016648763]), np.array([1.70062339434]))
+    decay_case = {"p": np.array([2.0]), "grads": [np.zeros(1)] * 3, **_ADAM_DEFAULTS, "weight_decay": 0.5}
+    zero = {"p": np.array([1.0, 2.0]), "grads": [np.array([0.0, 3.0])], **_ADAM_DEFAULTS}
+    return (
+        by_hand("three steps from p0 = [1, -2], lr 0.1, by hand", {"p": _P0, "grads": _GRADS, **_ADAM_DEFAULTS},
+                _adam_run, three, rtol=1e-11),
+        by_hand("weight decay 0.5 with zero gradients, three steps by hand", decay_case,
+                lambda fn, c: _adam_run(fn, c)[:3], decay, rtol=1e-11),
+        # entry 0: m_hat = 0 -> 0 / (0 + eps) = 0, exactly; entry 1 moves by 0.1 / (1 + eps / 3)
+        by_hand("a zero gradient entry does not move", zero, lambda fn, c: _adam_run(fn, c)[0],
+                np.array([1.0, 2.0 - 0.1 / (1 + 1e-8 / 3)]), rtol=1e-15),
+    )
+
+
 def adam_laws() -> tuple:
     """The laws and worked values of ``adam``: a tuple of :class:`~nnref.laws.core.Law`."""
     late = {"p": np.array([0.0]), "grads": [np.array([1.0])], "m": np.zeros(1), "v": np.zeros(1), "step": 1,
@@ -155,6 +230,7 @@ def adam_laws() -> tuple:
         Law("first step", "a parameter's first step (its own t = 1) moves each entry by about lr",
             _adam_cases(steps=1), _verify_first_step, 20),
         worked("first step of a parameter moves it by lr: 0 -> -0.1 (not 0.074)", late, _verify_adam),
+        *_adam_hand_laws(),
         unchanged_law(one, lambda fn, c: fn(c["p"], c["grads"][0], c["m"], c["v"], c["step"],
                                             **{k: c[k] for k in _ADAM_OPTS})),
     )

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from nnref.laws.compare import as_array, expect_equal, expect_pair, expect_true
 from nnref.laws.core import Law
 from nnref.laws.strategies import arrays, floats
-from nnref.laws.training import unchanged_law, worked
+from nnref.laws.training import by_hand, unchanged_law, worked
 
 __all__ = ["affine_laws", "symmetric_laws", "quantize_laws", "dequantize_laws", "ste_laws", "GRIDS"]
 
@@ -86,6 +86,39 @@ def _verify_affine(fn, case):
                   f"affine_qparams(min_val, max_val, qmin={qmin}, qmax={qmax})")
 
 
+def _hand_params(name, case, call, scale, zero_point):
+    """Scale and zero point worked out by hand (the scale as its float32)."""
+    def verify(fn, c):
+        _check_params(call(fn, c), np.float32(scale), zero_point, np.shape(c["min_val"]), name)
+    return Law(f"worked value: {name}", "a case worked out by hand", st.just(case), verify, 1)
+
+
+def _affine_call(fn, c):
+    return fn(c["min_val"], c["max_val"], c["qmin"], c["qmax"])
+
+
+def _affine_hand(name, mn, mx, qmin, qmax, scale, zero_point):
+    return _hand_params(name, {"min_val": mn, "max_val": mx, "qmin": qmin, "qmax": qmax}, _affine_call,
+                        scale, zero_point)
+
+
+def _affine_hand_laws() -> tuple:
+    return (
+        # scale 4/255; zero point 0 - round(-1 / (4/255)) = -round(-63.75) = 64
+        _affine_hand("[-1, 3] on uint8: scale 4/255, zero point 64", -1.0, 3.0, 0, 255, 4 / 255, 64),
+        _affine_hand("[-1, 3] on int8: zero point -128 + 64 = -64", -1.0, 3.0, -128, 127, 4 / 255, -64),
+        # [5, 5] widens to [0, 5]; [-3, -3] to [-3, 0]: -128 - round(-255) = 127
+        _affine_hand("[5, 5] widens to [0, 5]: scale 5/255, zero point -128", 5.0, 5.0, -128, 127, 5 / 255, -128),
+        _affine_hand("[-3, -3] widens to [-3, 0]: zero point 127", -3.0, -3.0, -128, 127, 3 / 255, 127),
+        _affine_hand("[0, 0] on uint8: scale 1, zero point 0", 0.0, 0.0, 0, 255, 1.0, 0),
+        _affine_hand("[0, 0] on the narrow [1, 255]: zero point clamped to 1", 0.0, 0.0, 1, 255, 1.0, 1),
+        # 1e-40 / 255 is below float32's smallest normal 1.18e-38: scale 1
+        _affine_hand("a tiny range [0, 1e-40]: scale 1, zero point 0", 0.0, 1e-40, -128, 127, 1.0, 0),
+        _affine_hand("just above float32's smallest normal the scale is kept: 2e-38", 0.0, 255 * 2e-38, -128, 127,
+                     2e-38, -128),
+    )
+
+
 def affine_laws() -> tuple:
     """The laws and worked values of ``affine``: a tuple of :class:`~nnref.laws.core.Law`."""
     tie = {"min_val": -2.5 / 16, "max_val": 252.5 / 16, "qmin": -128, "qmax": 127}
@@ -98,6 +131,7 @@ def affine_laws() -> tuple:
                {"min_val": 0.0, "max_val": 0.0, "qmin": -128, "qmax": 127}, _verify_affine),
         worked("a range above 0 is widened to contain 0: [2, 3] on [0, 255]",
                {"min_val": 2.0, "max_val": 3.0, "qmin": 0, "qmax": 255}, _verify_affine),
+        *_affine_hand_laws(),
     )
 
 
@@ -127,6 +161,28 @@ def _verify_symmetric(fn, case):
                   f"symmetric_qparams(min_val, max_val, {qmin}, {qmax}, zero_point={z}, convention={conv!r})")
 
 
+def _symmetric_hand(name, mn, mx, qmin, qmax, zero_point, convention, scale):
+    case = {"min_val": mn, "max_val": mx, "qmin": qmin, "qmax": qmax, "zero_point": zero_point,
+            "convention": convention}
+    call = lambda fn, c: fn(c["min_val"], c["max_val"], c["qmin"], c["qmax"], zero_point=c["zero_point"],  # noqa: E731
+                            convention=c["convention"])
+    return _hand_params(name, case, call, scale, np.full(np.shape(mn), zero_point))
+
+
+def _symmetric_hand_laws() -> tuple:
+    return (
+        _symmetric_hand("TFLite weights: 2.54 / 127 = 0.02", -2.54, 1.0, -127, 127, 0, "tflite", 0.02),
+        # PyTorch divides by (127 - (-128)) / 2 = 127.5: 1.275 / 127.5 = 0.01
+        _symmetric_hand("PyTorch int8: 1.275 / 127.5 = 0.01", -1.275, 0.5, -128, 127, 0, "pytorch", 0.01),
+        _symmetric_hand("TFLite int8, the same range: 1.275 / 127", -1.275, 0.5, -128, 127, 0, "tflite", 1.275 / 127),
+        _symmetric_hand("uint8 with the midpoint zero point 128: 1.27 / (255 - 128) = 0.01", -1.27, 0.3, 0, 255, 128,
+                        "tflite", 0.01),
+        _symmetric_hand("[0, 0] on uint8, zero point 128: scale 1", 0.0, 0.0, 0, 255, 128, "tflite", 1.0),
+        _symmetric_hand("per channel [-1, 1] and [0, 2.54]: 1/127 and 0.02", np.array([-1.0, 0.0]),
+                        np.array([1.0, 2.54]), -127, 127, 0, "tflite", np.array([1 / 127, 0.02])),
+    )
+
+
 def symmetric_laws() -> tuple:
     """The laws and worked values of ``symmetric``: a tuple of :class:`~nnref.laws.core.Law`."""
     tfl = {"min_val": -1.27, "max_val": 0.5, "qmin": -127, "qmax": 127, "zero_point": 0, "convention": "tflite"}
@@ -136,6 +192,7 @@ def symmetric_laws() -> tuple:
             "float32; the zero point is the one given", _symmetric_cases(), _verify_symmetric, 50),
         worked("TFLite int8 weights: max|w| = 1.27 gives scale 0.01", tfl, _verify_symmetric),
         worked("PyTorch uint8: 2.55 / 127.5, zero point 128", pyt, _verify_symmetric),
+        *_symmetric_hand_laws(),
     )
 
 
@@ -191,6 +248,51 @@ def _verify_quantize(fn, case):
                  f"qmin, qmax) as {np.dtype(case['dtype']).name}")
 
 
+def _quantize_call(fn, c):
+    return fn(c["x"], c["scale"], c["zero_point"], c["qmin"], c["qmax"], rounding=c["rounding"], dtype=c["dtype"])
+
+
+def _quantize_hand(name, x, scale, zero_point, qmin, qmax, rounding, want, dtype=np.int64):
+    case = {"x": np.asarray(x), "scale": scale, "zero_point": zero_point, "qmin": qmin, "qmax": qmax,
+            "rounding": rounding, "dtype": dtype}
+    return by_hand(name, case, _quantize_call, np.array(want))
+
+
+def _quantize_hand_laws() -> tuple:
+    x = [1.25, -1.25, 0.75, 100.0, -100.0]
+    s = float(np.float32(4 / 255))
+    return (
+        # / 0.5: 2.5, -2.5, 1.5, 200, -200; + 3 after rounding; clamped to int8
+        _quantize_hand("ties with zero point 3, half to even: [5, 1, 5, 127, -128]", x, 0.5, 3, -128, 127,
+                       "half_even", [5, 1, 5, 127, -128]),
+        _quantize_hand("the same, half away: [6, 0, 5, 127, -128]", x, 0.5, 3, -128, 127, "half_away",
+                       [6, 0, 5, 127, -128]),
+        # 3 / (4/255) = 191.25 -> 191 + 64 = 255; 1 -> 63.75 -> 128; -1 -> 0; 0 -> 64
+        _quantize_hand("[-1, 3] on uint8: [3, 1, -1, 0] -> [255, 128, 0, 64]", [3.0, 1.0, -1.0, 0.0], s, 64, 0, 255,
+                       "half_even", [255, 128, 0, 64], np.uint8),
+        # float32(0.25) / float32(0.1) is exactly 2.5 in float32 (2.4999999627 exactly)
+        _quantize_hand("float32 quotient 0.25 / 0.1 = 2.5, half away: 3", [0.25], 0.1, 0, -128, 127, "half_away", [3]),
+        _quantize_hand("float32 quotient 0.25 / 0.1 = 2.5, half to even: 2", [0.25], 0.1, 0, -128, 127, "half_even",
+                       [2]),
+        _quantize_hand("float32(-9.95) / 0.1 is -99.5 in float32: -100", np.array([-9.95], np.float32), 0.1, 0, -128,
+                       127, "half_even", [-100]),
+        _quantize_hand("symmetric uint8: [-1.27, 1.27, 0] -> [1, 255, 128]", [-1.27, 1.27, 0.0], 0.01, 128, 0, 255,
+                       "half_even", [1, 255, 128]),
+        # 1.275 / 0.01 = 127.5 -> 128 either way, clamped
+        _quantize_hand("127.5 rounds to 128 and saturates at 127", [1.275, -1.275], 0.01, 0, -128, 127, "half_away",
+                       [127, -128]),
+        _quantize_hand("huge values saturate (no overflow, no wrap)", [1e300, -1e300, 1e30], 0.5, -3, -128, 127,
+                       "half_even", [127, -128, 127], np.int8),
+        _quantize_hand("scale 1, half to even: [2.5, -2.5, 0.5, -0.5, 300] -> [2, -2, 0, 0, 127]",
+                       [2.5, -2.5, 0.5, -0.5, 300.0], 1.0, 0, -128, 127, "half_even", [2, -2, 0, 0, 127]),
+        _quantize_hand("the same, half away: [3, -3, 1, -1, 127]", [2.5, -2.5, 0.5, -0.5, 300.0], 1.0, 0, -128, 127,
+                       "half_away", [3, -3, 1, -1, 127]),
+        # per channel: columns / 0.5 and / 0.25: -0.75 / 0.5 = -1.5 -> -2, 0.3 / 0.25 = 1.2 -> 1
+        _quantize_hand("per channel, scales [0.5, 0.25]", [[1.0, 1.0], [-0.75, 0.3]], np.array([0.5, 0.25], np.float32),
+                       np.array([0, 0]), -127, 127, "half_even", [[2, 4], [-2, 1]]),
+    )
+
+
 def quantize_laws() -> tuple:
     """The laws and worked values of ``quantize``: a tuple of :class:`~nnref.laws.core.Law`."""
     near = {"x": np.array([-8.288267], dtype=np.float32), "scale": np.float32(0.09365273), "zero_point": 0,
@@ -210,6 +312,7 @@ def quantize_laws() -> tuple:
                near, _verify_quantize),
         worked("the zero point is added after rounding: 0.5 + 1 -> 1 (half to even)", tie_zp, _verify_quantize),
         worked("half away from zero: 0.5 -> 1, -0.5 -> -1, 1.5 -> 2", away, _verify_quantize),
+        *_quantize_hand_laws(),
         unchanged_law(_quantize_cases(), lambda fn, c: fn(c["x"], c["scale"], c["zero_point"], c["qmin"], c["qmax"],
                                                           rounding=c["rounding"], dtype=c["dtype"])),
     )
@@ -239,6 +342,13 @@ def dequantize_laws() -> tuple:
         Law("contract", "x = float32(scale) * float32(q - zero_point), float32, no int8 wrap-around",
             _dequantize_cases(), _verify_dequantize, 30),
         worked("127 - (-128) = 255 does not wrap in int8", wrap, _verify_dequantize),
+        # 0.5 (5 - 3) = 1, 0.5 (1 - 3) = -1, 0.5 (127 - 3) = 62, 0.5 (-128 - 3) = -65.5
+        by_hand("scale 0.5, zero point 3: [5, 1, 127, -128] -> [1, -1, 62, -65.5]",
+                {"q": np.array([5, 1, 127, -128], np.int8), "scale": np.float32(0.5), "zero_point": 3},
+                lambda fn, c: fn(c["q"], c["scale"], c["zero_point"]), np.array([1.0, -1.0, 62.0, -65.5], np.float32)),
+        by_hand("scale 0.5, zero point -128: [-128, 0, 127] -> [0, 64, 127.5]",
+                {"q": np.array([-128, 0, 127], np.int8), "scale": np.float32(0.5), "zero_point": -128},
+                lambda fn, c: fn(c["q"], c["scale"], c["zero_point"]), np.array([0.0, 64.0, 127.5], np.float32)),
         unchanged_law(_dequantize_cases(), lambda fn, c: fn(c["q"], c["scale"], c["zero_point"])),
     )
 
@@ -256,6 +366,24 @@ def _ste_cases(draw):
     case["grad_out"] = draw(arrays(case["x"].shape, -5.0, 5.0))
     del case["dtype"]
     return case
+
+
+@st.composite
+def _ste_edge_ties(draw):
+    """x / scale within a float32 rounding of qmin - 1/2 or qmax + 1/2 (shifted by the zero
+    point): where the clamp starts, the float32 quotient decides (not x * (1 / scale))."""
+    qmin, qmax = draw(_grids)
+    n = draw(st.integers(1, 4))
+    # float32 scales with full 24-bit significands (x * (1 / scale) differs from x / scale)
+    scale = np.array([draw(st.integers(2**23 + 1, 2**24 - 1)) * 2.0 ** draw(st.integers(-33, -22))
+                      for _ in range(n)], dtype=np.float32)
+    zp = np.array([draw(st.integers(qmin, qmax)) for _ in range(n)], dtype=np.int64)
+    rows = draw(st.integers(1, 6))
+    ends = np.array([[draw(st.sampled_from([qmin - 0.5, qmax + 0.5, qmin + 0.5, qmax - 0.5])) for _ in range(n)]
+                     for _ in range(rows)])
+    x = ((ends - zp) * scale.astype(np.float64)).astype(np.float32)
+    return {"grad_out": draw(arrays(x.shape, -5.0, 5.0)), "x": x, "scale": scale, "zero_point": zp, "qmin": qmin,
+            "qmax": qmax, "rounding": draw(st.sampled_from(["half_even", "half_away"]))}
 
 
 def _verify_ste(fn, case):
@@ -276,7 +404,21 @@ def ste_laws() -> tuple:
     return (
         Law("straight through", "the gradient passes where the rounded value is inside the grid "
             "(clamp not active), and is 0 where the clamp acts", _ste_cases(), _verify_ste, 50),
+        Law("near ties at the ends", "at x / scale next to qmin - 1/2 and qmax + 1/2 the float32 quotient "
+            "decides whether the clamp acts", _ste_edge_ties(), _verify_ste, 40),
         worked("127.4 rounds to 127 (passes), 127.6 to 128 (clamped, 0)", edge, _verify_ste),
+        # / 0.5: 127 (in), 127.5 -> 128 (out, both roundings), 128 (out), -128 (in), -128.6 (out)
+        by_hand("scale 0.5: [63.5, 63.75, 64, -64, -64.3] -> mask [1, 0, 0, 1, 0]",
+                {"grad_out": np.ones(5), "x": np.array([63.5, 63.75, 64.0, -64.0, -64.3]), "scale": 0.5,
+                 "zero_point": 0, "qmin": -128, "qmax": 127, "rounding": "half_away"},
+                lambda fn, c: fn(c["grad_out"], c["x"], c["scale"], c["zero_point"], c["qmin"], c["qmax"],
+                                 rounding=c["rounding"]), np.array([1.0, 0.0, 0.0, 1.0, 0.0])),
+        # grid [-2, 1]: 1.4 -> 1 (in), 1.6 -> 2 (clamped), -2.5 -> -2 (half to even: in)
+        by_hand("grid [-2, 1]: 1.4 passes, 1.6 is clamped, -2.5 rounds to -2 and passes",
+                {"grad_out": np.ones(3), "x": np.array([1.4, 1.6, -2.5]), "scale": 1.0, "zero_point": 0, "qmin": -2,
+                 "qmax": 1, "rounding": "half_even"},
+                lambda fn, c: fn(c["grad_out"], c["x"], c["scale"], c["zero_point"], c["qmin"], c["qmax"],
+                                 rounding=c["rounding"]), np.array([1.0, 0.0, 1.0])),
         unchanged_law(_ste_cases(), lambda fn, c: fn(c["grad_out"], c["x"], c["scale"], c["zero_point"],
                                                      c["qmin"], c["qmax"], rounding=c["rounding"])),
     )

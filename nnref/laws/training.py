@@ -20,7 +20,7 @@ from nnref.laws.strategies import arrays, edgy_arrays, floats, shapes2
 
 __all__ = [
     "linear_backward_laws", "relu_backward_laws", "leaky_relu_forward_laws", "leaky_relu_backward_laws",
-    "tanh_backward_laws", "sigmoid_backward_laws", "cross_entropy_laws", "unchanged_law", "worked",
+    "tanh_backward_laws", "sigmoid_backward_laws", "cross_entropy_laws", "unchanged_law", "worked", "by_hand",
 ]
 
 
@@ -35,7 +35,26 @@ def unchanged_law(cases, call, max_examples: int = 15) -> Law:
 
 def worked(name: str, case: dict, verify) -> Law:
     """A worked value: one fixed case."""
-    return Law(f"worked value: {name}", "an exact hand-computed case", st.just(case), verify, 1)
+    return Law(f"worked value: {name}", "one fixed case, against the law's oracle", st.just(case), verify, 1)
+
+
+def by_hand(name: str, case: dict, call, want, rtol: float = 0.0, atol: float = 0.0) -> Law:
+    """A worked value whose result was worked out by hand (no oracle): ``call(fn, case)``
+    must give ``want`` (a tuple for several results; ``None`` where ``None`` is due),
+    exactly unless a tolerance is given."""
+    def verify(fn, c):
+        got = call(fn, c)
+        wants = want if isinstance(want, tuple) else (want,)
+        gots = expect_pair(got, len(wants), name) if isinstance(want, tuple) else (got,)
+        for i, (g, w) in enumerate(zip(gots, wants)):
+            what = name + (f" (result {i + 1} of {len(wants)})" if len(wants) > 1 else "")
+            if w is None:
+                expect_true(g is None, f"{what}: expected None", None, g)
+            elif rtol or atol:
+                expect_close(g, np.asarray(w), what, rtol=rtol, atol=atol)
+            else:
+                expect_equal(g, np.asarray(w), what, dtype=False)
+    return Law(f"worked value: {name}", "a case worked out by hand", st.just(case), verify, 1)
 
 
 # ---------------------------------------------------------------- linear and activations
@@ -73,6 +92,11 @@ def linear_backward_laws() -> tuple:
         Law("chain rule", "dx = g W^T, dW = x^T g, db = sum over rows of g (each entry as a sum)",
             _linear_cases(), _verify_linear, 40),
         worked("2x2 input, 3 outputs", ex, _verify_linear),
+        # dx = g W^T = [1 - 2, 2 - 1 + 1]; dW = x^T g; db = g summed over the batch
+        by_hand("one row: dx = [-1, 2], dW = [[1, -1, 2], [2, -2, 4]], db = [1, -1, 2]",
+                {"x": np.array([[1.0, 2.0]]), "W": ex["W"], "grad_out": np.array([[1.0, -1.0, 2.0]])},
+                lambda fn, c: fn(c["x"], c["W"], c["grad_out"]),
+                (np.array([[-1.0, 2.0]]), np.array([[1.0, -1.0, 2.0], [2.0, -2.0, 4.0]]), np.array([1.0, -1.0, 2.0]))),
         unchanged_law(_linear_cases(), lambda fn, c: fn(c["x"], c["W"], c["grad_out"])),
     )
 
@@ -111,6 +135,9 @@ def relu_backward_laws() -> tuple:
         Law("mask", "dx = g * [x > 0]: the gradient passes where x > 0, and is 0 at x <= 0",
             _elementwise(), _verify_relu_backward, 40),
         worked("x = [-1, 0, 2]", ex, _verify_relu_backward),
+        by_hand("x = [-2, 0, 3], g = 10: [0, 0, 10] (subgradient 0 at x = 0)",
+                {"x": np.array([[-2.0, 0.0, 3.0]]), "grad_out": np.array([[10.0, 10.0, 10.0]])},
+                lambda fn, c: fn(c["x"], c["grad_out"]), np.array([[0.0, 0.0, 10.0]])),
         unchanged_law(_elementwise(), lambda fn, c: fn(c["x"], c["grad_out"])),
     )
 
@@ -122,6 +149,10 @@ def leaky_relu_forward_laws() -> tuple:
         Law("definition", "y = x where x > 0, alpha x elsewhere, for every alpha >= 0 (also > 1)",
             _elementwise(slope=True), _verify_leaky_forward, 40),
         worked("alpha = 2 (above 1): y(-2) = -4", ex, _verify_leaky_forward),
+        by_hand("alpha = 0.25: [-2, 0, 3] -> [-0.5, 0, 3]", {"x": np.array([[-2.0, 0.0, 3.0]]), "alpha": 0.25},
+                lambda fn, c: fn(c["x"], c["alpha"]), np.array([[-0.5, 0.0, 3.0]])),
+        by_hand("integer input is not truncated: alpha = 0.5, -3 -> -1.5", {"x": np.array([[-3, 4]]), "alpha": 0.5},
+                lambda fn, c: fn(c["x"], c["alpha"]), np.array([[-1.5, 4.0]])),
         unchanged_law(_elementwise(slope=True), lambda fn, c: fn(c["x"], c["alpha"])),
     )
 
@@ -133,6 +164,9 @@ def leaky_relu_backward_laws() -> tuple:
         Law("slopes", "dx = g where x > 0, alpha g where x <= 0, for every alpha >= 0 (also > 1)",
             _elementwise(slope=True), _verify_leaky_backward, 40),
         worked("alpha = 2, x = [-2, 0, 3]", ex, _verify_leaky_backward),
+        by_hand("alpha = 0.25, g = 10: [2.5, 2.5, 10] (x = 0 takes the negative slope)",
+                {"x": np.array([[-2.0, 0.0, 3.0]]), "grad_out": np.array([[10.0, 10.0, 10.0]]), "alpha": 0.25},
+                lambda fn, c: fn(c["x"], c["grad_out"], c["alpha"]), np.array([[2.5, 2.5, 10.0]])),
         unchanged_law(_elementwise(slope=True), lambda fn, c: fn(c["x"], c["grad_out"], c["alpha"])),
     )
 
@@ -169,6 +203,10 @@ def tanh_backward_laws() -> tuple:
         Law("formula", "dx = g (1 - y^2) in terms of the OUTPUT y", _output_cases(-1.0, 1.0), _verify_tanh, 30),
         worked("tanh' at five points equals central differences", {},
                lambda fn, c: _verify_derivative(fn, c, np.tanh, "tanh'")),
+        # tanh(0) = 0: slope 1; tanh(ln 3) = (3 - 1/3) / (3 + 1/3) = 0.8: slope 1 - 0.64 = 0.36
+        by_hand("y = tanh(0) = 0 and tanh(ln 3) = 0.8: slopes 1 and 0.36 (g = 2, 1)",
+                {"y": np.array([[0.0, 0.8]]), "grad_out": np.array([[2.0, 1.0]])},
+                lambda fn, c: fn(c["y"], c["grad_out"]), np.array([[2.0, 0.36]]), atol=1e-15),
         unchanged_law(_output_cases(-1.0, 1.0), lambda fn, c: fn(c["y"], c["grad_out"])),
     )
 
@@ -180,6 +218,9 @@ def sigmoid_backward_laws() -> tuple:
         Law("formula", "dx = g y (1 - y) in terms of the OUTPUT y", _output_cases(0.0, 1.0), _verify_sigmoid, 30),
         worked("sigmoid' at five points equals central differences", {},
                lambda fn, c: _verify_derivative(fn, c, sig, "sigmoid'")),
+        # sigmoid(0) = 1/2: slope 1/4; sigmoid(ln 3) = 3/4: slope 3/16
+        by_hand("y = 1/2 and 3/4: slopes 0.25 and 0.1875", {"y": np.array([[0.5, 0.75]]), "grad_out": np.ones((1, 2))},
+                lambda fn, c: fn(c["y"], c["grad_out"]), np.array([[0.25, 0.1875]])),
         unchanged_law(_output_cases(0.0, 1.0), lambda fn, c: fn(c["y"], c["grad_out"])),
     )
 
@@ -227,9 +268,25 @@ def cross_entropy_laws() -> tuple:
     return (
         Law("loss and gradient", "L = mean(-log softmax(z)[label]); dL/dz = (softmax(z) - onehot) / B",
             _ce_cases(), _verify_ce, 40),
-        Law("large logits", "stays finite and exact for logits up to +-1000 (subtract the row max)",
-            _ce_cases(-1000.0, 1000.0), _verify_ce, 20),
+        Law("large logits", "stays finite and exact for logits up to +-1e4 (subtract the row max)",
+            _ce_cases(-1e4, 1e4), _verify_ce, 20),
         Law("rows sum to zero", "each row of the gradient sums to 0", _ce_cases(), _verify_ce_rows, 20),
         worked("equal logits: L = log 4", ex, _verify_ce),
+        # p = 1/4 everywhere: dlogits = (1/4 - onehot) / 2
+        by_hand("equal logits, labels [1, 3]: L = log 4, dlogits rows 1/8 and -3/8",
+                {"logits": np.zeros((2, 4)), "labels": np.array([1, 3])}, lambda fn, c: fn(c["logits"], c["labels"]),
+                (math.log(4.0), np.array([[0.125, -0.375, 0.125, 0.125], [0.125, 0.125, 0.125, -0.375]])), rtol=1e-15),
+        # row 1: p = [1/2, 1/2], loss ln 2; row 2: p = [3/4, 1/4], label 1, loss ln 4; mean 1.5 ln 2
+        by_hand("z = [[0, 0], [ln 3, 0]], labels [0, 1]: L = 1.5 ln 2",
+                {"logits": np.array([[0.0, 0.0], [math.log(3.0), 0.0]]), "labels": np.array([0, 1])},
+                lambda fn, c: fn(c["logits"], c["labels"]),
+                (1.5 * math.log(2.0), np.array([[-0.25, 0.25], [0.375, -0.375]])), rtol=1e-15, atol=1e-16),
+        # softmax of [1e4, 0] is [1, e^-1e4 = 0]: loss 1e4 at label 1 and 0 at label 0, exactly
+        by_hand("logits [1e4, 0]: label 1 costs exactly 1e4, gradient [1, -1]",
+                {"logits": np.array([[1e4, 0.0]]), "labels": np.array([1])}, lambda fn, c: fn(c["logits"], c["labels"]),
+                (1e4, np.array([[1.0, -1.0]]))),
+        by_hand("logits [1e4, 0], label 0: loss 0, gradient 0",
+                {"logits": np.array([[1e4, 0.0]]), "labels": np.array([0])}, lambda fn, c: fn(c["logits"], c["labels"]),
+                (0.0, np.array([[0.0, 0.0]]))),
         unchanged_law(_ce_cases(), lambda fn, c: fn(c["logits"], c["labels"])),
     )
