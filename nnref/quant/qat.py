@@ -85,10 +85,10 @@ from nnref.quant.qat_layers import (
     ActivationFakeQuantize,
     FixedQParamsFakeQuantize,
     QATLinear,
-    check_qat_rounding,
     check_qat_weight_scheme,
     fixed_output_qparams,
 )
+from nnref.quant.ops import check_rounding
 from nnref.quant.qmodel import QuantizedMLP
 from nnref.quant.qparams import QParams
 
@@ -155,7 +155,7 @@ class QATMLP(MLP):
         self.act_bits = None if act_bits is None else check_int_in_range(
             act_bits, "act_bits", 2, MAX_QAT_BITS)
         self.weight_scheme = check_qat_weight_scheme(weight_scheme, self.weight_bits)
-        self.rounding = check_qat_rounding(rounding)
+        self.rounding = check_rounding(rounding)
         # Checked here even when act_bits is None (no observer would check it).
         self.averaging_constant = MovingAverageMinMaxObserver(averaging_constant).averaging_constant
         self.layer_sizes = list(model.layer_sizes)

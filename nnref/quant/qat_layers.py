@@ -16,13 +16,12 @@ from nnref._checks import check_int_in_range, describe
 from nnref.layers import Layer, Linear
 from nnref.quant.convert import check_weight_scheme
 from nnref.quant.observers import MovingAverageMinMaxObserver
-from nnref.quant.ops import ROUNDING_MODES, fake_quantize_with_mask
+from nnref.quant.ops import check_rounding, fake_quantize_with_mask
 from nnref.quant.qparams import TFLITE_INT8_ACTIVATIONS, QParams, QScheme, get_scheme, qrange
 
 __all__ = [
     "MAX_QAT_BITS",
     "FIXED_OUTPUT_ACTIVATIONS",
-    "check_qat_rounding",
     "check_qat_weight_scheme",
     "straight_through",
     "all_finite",
@@ -34,27 +33,6 @@ __all__ = [
 
 #: Widest weight/activation width QAT simulates: the integer model stores int8.
 MAX_QAT_BITS = 8
-
-
-def check_qat_rounding(rounding) -> str:
-    """Return ``rounding`` if it is one of ``ROUNDING_MODES``, else raise ``ValueError``.
-
-    Parameters
-    ----------
-    rounding : str
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        Naming ``rounding``.
-    """
-    if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding: expected one of {ROUNDING_MODES}, got {rounding!r}")
-    return rounding
 
 
 def straight_through(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -145,7 +123,7 @@ class QATLinear(Linear):
                  gain: float = 1.0):
         super().__init__(in_features, out_features, init=init, seed=seed, dtype=dtype, gain=gain)
         self.weight_scheme: QScheme = check_qat_weight_scheme(weight_scheme)
-        self.rounding = check_qat_rounding(rounding)
+        self.rounding = check_rounding(rounding)
         self.weight_qparams: QParams | None = None
         self.W_fq: np.ndarray | None = None
         self.weight_mask: np.ndarray | None = None
@@ -270,7 +248,7 @@ class ActivationFakeQuantize(Layer):
         bits = check_int_in_range(bits, "act_bits", 2, MAX_QAT_BITS)
         self.scheme: QScheme = TFLITE_INT8_ACTIVATIONS.with_bits(bits)
         self.observer = MovingAverageMinMaxObserver(averaging_constant)
-        self.rounding = check_qat_rounding(rounding)
+        self.rounding = check_rounding(rounding)
         self.qparams: QParams | None = None
         self.mask: np.ndarray | None = None
 
@@ -383,7 +361,7 @@ class FixedQParamsFakeQuantize(ActivationFakeQuantize):
         self.qparams = fixed_output_qparams(activation, bits)
         self.scheme = TFLITE_INT8_ACTIVATIONS.with_bits(self.qparams.bits)
         self.observer = None
-        self.rounding = check_qat_rounding(rounding)
+        self.rounding = check_rounding(rounding)
         self.mask = None
 
     def reset(self) -> None:
