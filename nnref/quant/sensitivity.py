@@ -30,7 +30,7 @@ import numpy as np
 
 from nnref._checks import check_int_in_range, check_labels, describe
 from nnref.mlp import MLP
-from nnref.quant.convert import QuantizedLayer, QuantizedMLP, quantize_bias, quantize_model, quantize_weights
+from nnref.quant.convert import QuantizedMLP, quantize_model, quantize_weights
 from nnref.quant.layerwise import check_weight_scheme
 from nnref.quant.ops import dequantize
 from nnref.quant.report import packed_size_bytes
@@ -425,13 +425,9 @@ def quantize_model_mixed(model: MLP, calibration_x, bits, weight_scheme="tflite_
                          **kwargs) -> QuantizedMLP:
     """The integer-only model with layer ``l``'s weights at ``bits[l]`` bits (int8 activations).
 
-    Built from :func:`~nnref.quant.convert.quantize_model` at 8 bits (calibration,
-    activation grids, requantization options ``kwargs``), each layer then rebuilt through
-    :class:`~nnref.quant.convert.QuantizedLayer`'s constructor with its weights re-quantized
-    at ``bits[l]`` (:func:`~nnref.quant.convert.quantize_weights`) and its bias re-quantized
-    to the new weight scale (:func:`~nnref.quant.convert.quantize_bias`). Every constructor
-    check applies (accumulator bound, grids). Equal to ``quantize_model(model, x, bits=b)``
-    when every ``bits[l] == b`` (tested).
+    :func:`~nnref.quant.convert.quantize_model` with its per-layer ``bits``: calibration
+    and activation grids as for any conversion, each layer's weights quantized at
+    ``bits[l]`` and its bias to the matching weight scale.
 
     Parameters
     ----------
@@ -444,20 +440,9 @@ def quantize_model_mixed(model: MLP, calibration_x, bits, weight_scheme="tflite_
     Returns
     -------
     QuantizedMLP
-
-    Notes
-    -----
-    Once ``quantize_model`` accepts per-layer ``bits`` itself, this is that call.
     """
     model = _check_model(model)
     bits = _check_bits_list(bits)
     if len(bits) != len(model.linears):
         raise ValueError(f"bits: expected one width per layer ({len(model.linears)}), got {len(bits)}")
-    base = quantize_model(model, calibration_x, weight_scheme=weight_scheme, bits=8, **kwargs)
-    layers = []
-    for lin, old, b in zip(model.linears, base.layers, bits):
-        w_q, w_qp = quantize_weights(lin.W, weight_scheme, b)
-        bias_q = quantize_bias(lin.b, old.in_qparams.scale, w_qp.scale)
-        layers.append(QuantizedLayer(w_q, bias_q, w_qp, old.in_qparams, old.out_qparams, old.activation,
-                                     old.pre_qparams, old.lut, old.requantization, old.rounding, old.alpha))
-    return QuantizedMLP(layers, base.input_qparams, base.method)
+    return quantize_model(model, calibration_x, weight_scheme=weight_scheme, bits=list(bits), **kwargs)
