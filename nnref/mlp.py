@@ -274,12 +274,36 @@ class MLP:
         return value, self.backward(dlogits)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class indices ``argmax_j logits[:, j]`` (int64, shape ``(B,)``)."""
-        return np.argmax(self.forward(x), axis=1).astype(np.int64)
+        """Class indices ``argmax_j logits[:, j]`` (int64, shape ``(B,)``).
+
+        Raises
+        ------
+        ValueError
+            Bad inputs (see :meth:`check_input`), or inputs that overflow the model's dtype
+            inside the network (non-finite logits, which would all predict class 0).
+        """
+        return np.argmax(self.finite_logits(x), axis=1).astype(np.int64)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities ``softmax(logits)``, shape ``(B, n_outputs)``."""
-        return softmax(self.forward(x))
+        """Class probabilities ``softmax(logits)``, shape ``(B, n_outputs)``; raises as :meth:`predict`."""
+        return softmax(self.finite_logits(x))
+
+    def finite_logits(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`forward`'s logits after checking every one is finite.
+
+        Raises
+        ------
+        ValueError
+            Naming ``x`` and the first rows whose logits overflowed the model's dtype.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below as an error
+            logits = self.forward(x)
+        finite = np.isfinite(logits).all(axis=1)  # (B, n_outputs): cheap next to the forward
+        if not finite.all():
+            rows = np.flatnonzero(~finite)
+            raise ValueError(f"x: expected inputs this model maps to finite logits; rows {rows[:5].tolist()} "
+                             f"(of {rows.size}) overflow {self.dtype} inside the network")
+        return logits
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         """Fraction of examples whose predicted class equals the label."""

@@ -409,3 +409,16 @@ def test_inputs_checked_block_skips_the_checks_and_restores_them():
     with pytest.raises(ValueError, match="x: expected values within the model's float32 range"):
         model.check_input(np.full((1, 3), 1e39))
     assert model.check_input(np.full((1, 3), 1e38)).dtype == np.float32
+
+
+def test_predict_refuses_inputs_that_overflow_inside_the_network():
+    """Inputs within float32's range whose logits overflow would all predict class 0:
+    predict, predict_proba and accuracy refuse them, naming x and the rows."""
+    model = MLP([64, 64, 10], seed=0)
+    x = np.full((3, 64), 3e38, dtype=np.float32)
+    for call in (lambda: model.predict(x), lambda: model.predict_proba(x),
+                 lambda: model.accuracy(x, np.array([0, 1, 2]))):
+        with pytest.raises(ValueError, match=r"x: expected inputs this model maps to finite logits; rows \[0, 1, 2\]"):
+            call()
+    large = np.full((3, 64), 1e30, dtype=np.float32)  # large, but the logits stay finite
+    assert np.array_equal(model.predict(large), np.argmax(model.forward(large), axis=1))
