@@ -469,9 +469,8 @@ def prepare_compare(args: argparse.Namespace) -> tuple:
         raise ValueError(f"compare: {exc}") from None
     if not Path(args.model).is_file():
         raise ValueError(f"model: expected an existing .tflite or .onnx file, got {args.model!r}")
-    engines = importlib.import_module("nnref.interop.engines").ENGINES
-    if args.engine != "all" and args.engine not in engines:
-        raise ValueError(f"--engine: expected 'all' or one of {list(engines)}, got {args.engine!r}")
+    if args.engine != "all" and args.engine not in interop_cli.ENGINES:
+        raise ValueError(f"--engine: expected 'all' or one of {list(interop_cli.ENGINES)}, got {args.engine!r}")
     return interop_cli, args
 
 

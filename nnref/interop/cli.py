@@ -1,5 +1,10 @@
 """``python -m nnref compare MODEL --data digits``: the :func:`~nnref.interop.compare`
-report of a model file on one engine path or all of them."""
+report of a model file on one engine path or all of them.
+
+The options are declared and checked in :mod:`nnref.cli` (``add_compare_arguments``,
+``prepare_compare``), which imports this module only when the command runs, so the rest
+of the command line works without the optional extra.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,7 @@ from nnref.data import load_digits
 from nnref.interop.compare import compare
 from nnref.interop.engines import ENGINES, LITERT_PATHS
 
-__all__ = ["add_compare_arguments", "run_compare"]
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``compare`` sub-command's arguments to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        ``parser``, with ``model``, ``--data``, ``--engine`` and ``--details``.
-    """
-    parser.add_argument("model", help="a .tflite file (int8 MLP) or an .onnx file written by nnref.interop.to_onnx")
-    parser.add_argument("--data", default="digits", choices=["digits"],
-                        help="the inputs: every image of the UCI digits (1,797)")
-    parser.add_argument("--engine", default="all", choices=["all", *ENGINES],
-                        help="the engine path (default: every path that runs the file)")
-    parser.add_argument("--details", type=int, default=8, help="differing values to detail per report")
-    return parser
+__all__ = ["ENGINES", "run_compare"]
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -40,7 +24,7 @@ def run_compare(args: argparse.Namespace) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        From a parser set up by :func:`add_compare_arguments`.
+        Checked by :func:`nnref.cli.prepare_compare`.
 
     Returns
     -------
